@@ -1,0 +1,69 @@
+"""The ``flowpace`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from flowpace.replay import TARGETS, Mismatch, load_vectors, replay
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser of the ``flowpace`` command line."""
+    parser = argparse.ArgumentParser(prog="flowpace", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    replay_parser = commands.add_parser(
+        "replay",
+        help="replay conformance traces and compare every answer",
+        description="Replay traces (one JSON object a line) on a virtual clock and compare "
+        "every field of every expected line. Exit status 0 iff every trace passes.",
+    )
+    replay_parser.add_argument(
+        "--target",
+        choices=sorted(TARGETS),
+        default="reference",
+        help="what to replay the traces against (default: reference)",
+    )
+    replay_parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    return parser
+
+
+def describe(name: str, target: str, mismatch: Mismatch) -> str:
+    """Return the report of one failing trace: its first differing line, expected and got."""
+    return "\n".join(
+        (
+            f"FAIL {name} [{target}] line {mismatch.index}: {', '.join(mismatch.fields)} differ",
+            f"  expected: {json.dumps(mismatch.expected, sort_keys=True)}",
+            f"  got:      {json.dumps(mismatch.got, sort_keys=True)}",
+        )
+    )
+
+
+def run_replay(files: Sequence[Path], targets: Sequence[str]) -> int:
+    """Replay every trace in ``files`` on each target; return the process exit status."""
+    passed = failed = 0
+    for vector in load_vectors(files):
+        for target in targets:
+            mismatch = replay(vector, TARGETS[target])
+            if mismatch is None:
+                passed += 1
+            else:
+                failed += 1
+                print(describe(vector.name, target, mismatch))
+    print(f"{passed} passed, {failed} failed")
+    return 0 if failed == 0 and passed > 0 else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``flowpace`` command line; return its exit status."""
+    args = build_parser().parse_args(argv)
+    if args.command == "replay":
+        return run_replay(args.files, [args.target])
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Checking and normalising the options (spec CFG-1 to CFG-4)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Final
+
+from flowpace_reference.types import Config, Options
+from flowpace_reference.u64 import U32_MAX, U64_MAX
+
+FLAG_OPTIONS: Final = ("enable_backpressure", "enable_flush_pacing")
+"""Options that are booleans."""
+
+U32_OPTIONS: Final = (
+    "bp_soft_debt_units",
+    "bp_hard_debt_units",
+    "bp_stop_debt_units",
+    "bp_cold_start_fail_safe_units",
+    "bp_pacing_soft_debt_units",
+    "bp_min_ratio_pct",
+    "bp_warmup_min_samples",
+    "bp_publish_guard_min_ratio_pct",
+)
+"""Options the seed holds in a ``u32``."""
+
+U64_OPTIONS: Final = (
+    "bp_flush_unit_bytes",
+    "bp_floor_bps",
+    "bp_idle_reset_ms",
+    "bp_max_delay_us",
+)
+"""Options the seed holds in a ``u64``."""
+
+OPTION_NAMES: Final = tuple(field.name for field in dataclasses.fields(Options))
+"""The 14 option names in upstream order."""
+
+DATA_FILE_SIZE: Final = 64 << 20
+"""Upstream's default data file size, the flush unit that replaces a zero (CFG-2)."""
+
+ZERO_FLOOR_BPS: Final = 8 << 20
+"""The floor that replaces a zero floor: 8 MiB/s, not the 16 MiB/s default (CFG-2)."""
+
+
+def options_from_mapping(values: Mapping[str, object]) -> Options:
+    """
+    Return the options named in ``values``, defaults for the rest (spec CFG-1, CFG-3).
+
+    Raises TypeError for a name that is not an option. The values themselves are checked by
+    `normalise`.
+    """
+    unknown = sorted(set(values) - set(OPTION_NAMES))
+    if unknown:
+        raise TypeError(f"unknown option(s): {', '.join(unknown)}")
+    return Options(**values)  # type: ignore[arg-type]  # normalise() checks every value's type
+
+
+def check_options(options: Options) -> None:
+    """
+    Raise TypeError or ValueError, naming the option, if ``options`` cannot be normalised.
+
+    Spec CFG-3: flags must be ``bool``; numbers must be ``int`` (not ``bool``), non-negative
+    and within their ``u32`` or ``u64`` field; soft and hard must not normalise to
+    ``u32::MAX``, where upstream's ``soft + 1`` or ``hard + 1`` overflows.
+    """
+    for name in FLAG_OPTIONS:
+        value = getattr(options, name)
+        if not isinstance(value, bool):
+            raise TypeError(f"option {name} must be a bool, got {value!r}")
+    for names, limit, width in ((U32_OPTIONS, U32_MAX, "u32"), (U64_OPTIONS, U64_MAX, "u64")):
+        for name in names:
+            value = getattr(options, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"option {name} must be an int, got {value!r}")
+            if not 0 <= value <= limit:
+                raise ValueError(f"option {name} must be in [0, {limit}] ({width}), got {value}")
+    soft = normalised_soft(options.bp_soft_debt_units)
+    if soft == U32_MAX:
+        raise ValueError(
+            f"option bp_soft_debt_units must be below {U32_MAX}, got {options.bp_soft_debt_units}"
+        )
+    if normalised_hard(soft, options.bp_hard_debt_units) == U32_MAX:
+        raise ValueError(
+            "option bp_hard_debt_units must normalise below "
+            f"{U32_MAX}, got {options.bp_hard_debt_units} (soft {soft})"
+        )
+
+
+def normalised_soft(soft: int) -> int:
+    """
+    Return the soft threshold after upstream's ``if soft == 0 { soft = 1 }`` (spec CFG-2).
+
+    pre: 0 <= soft <= U32_MAX
+    post: __return__ == max(soft, 1)
+    """
+    return 1 if soft == 0 else soft
+
+
+def normalised_hard(soft: int, hard: int) -> int:
+    """
+    Return the hard threshold after upstream's ``if hard <= soft { hard = soft + 1 }``.
+
+    pre: 1 <= soft < U32_MAX
+    pre: 0 <= hard <= U32_MAX
+    post: __return__ > soft
+    """
+    return soft + 1 if hard <= soft else hard
+
+
+def normalise(options: Options) -> Config:
+    """
+    Return the configuration upstream's ``Options::validate`` makes of ``options`` (spec CFG-2).
+
+    The rules run in upstream order; each later rule sees the earlier ones' results. Raises
+    as `check_options` does (spec CFG-3).
+
+    post: 1 <= __return__.bp_soft_debt_units < __return__.bp_hard_debt_units
+    post: __return__.bp_hard_debt_units < __return__.bp_stop_debt_units <= U32_MAX
+    post: __return__.bp_cold_start_fail_safe_units >= __return__.bp_soft_debt_units
+    post: 1 <= __return__.bp_pacing_soft_debt_units <= __return__.bp_soft_debt_units
+    post: 1 <= __return__.bp_min_ratio_pct <= 100
+    post: 1 <= __return__.bp_publish_guard_min_ratio_pct <= 100
+    post: __return__.bp_flush_unit_bytes >= 1 and __return__.bp_floor_bps >= 1
+    post: __return__.bp_warmup_min_samples >= 1 and __return__.bp_idle_reset_ms >= 1
+    post: __return__.bp_max_delay_us >= 1
+    """
+    check_options(options)
+    min_ratio = min(max(options.bp_min_ratio_pct, 1), 100)
+    guard = min(max(options.bp_publish_guard_min_ratio_pct, 1), 100)
+    soft = normalised_soft(options.bp_soft_debt_units)
+    hard = normalised_hard(soft, options.bp_hard_debt_units)
+    stop = hard + 1 if options.bp_stop_debt_units <= hard else options.bp_stop_debt_units
+    cold = max(options.bp_cold_start_fail_safe_units, soft)
+    pacing = options.bp_pacing_soft_debt_units or 1
+    pacing = min(pacing, soft)
+    return Config(
+        enable_backpressure=options.enable_backpressure,
+        enable_flush_pacing=options.enable_flush_pacing,
+        bp_soft_debt_units=soft,
+        bp_hard_debt_units=hard,
+        bp_stop_debt_units=stop,
+        bp_cold_start_fail_safe_units=cold,
+        bp_pacing_soft_debt_units=pacing,
+        bp_flush_unit_bytes=options.bp_flush_unit_bytes or DATA_FILE_SIZE,
+        bp_min_ratio_pct=min_ratio,
+        bp_floor_bps=options.bp_floor_bps or ZERO_FLOOR_BPS,
+        bp_warmup_min_samples=options.bp_warmup_min_samples or 4,
+        bp_publish_guard_min_ratio_pct=guard,
+        bp_idle_reset_ms=options.bp_idle_reset_ms or 5_000,
+        bp_max_delay_us=options.bp_max_delay_us or 10_000,
+    )
+
+
+def config_as_dict(config: Config) -> dict[str, bool | int]:
+    """Return ``config`` as a mapping from option name to value, in upstream order."""
+    return {name: getattr(config, name) for name in OPTION_NAMES}

@@ -1,0 +1,625 @@
+"""The controller's operations as pure functions (spec FC-1 to FC-12, ERR-1 to ERR-3).
+
+Each function takes the normalised configuration, the state before, its arguments and, where
+time matters, the current time ``now_ns``; it returns the state after and what the caller
+observes. Nothing here reads a clock, sleeps or mutates: the two operations that sleep are
+split into a decision (what to sleep, decided at one time) and, for flush pacing, a commit
+(the new deadline, fixed at the time the sleep ended), so the same model serves a virtual
+clock and a real one.
+
+Errors are raised before anything is computed, so a failing operation returns no new state
+and the caller's state is, by construction, unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from flowpace_reference.measures import (
+    cold_start_ready,
+    debt_milli_units,
+    disk_bps,
+    effective_floor_bps,
+    ewma_update,
+    outstanding_charge,
+    publish_guard_ratio_pct,
+    raised_floor,
+    threshold_milli_units,
+)
+from flowpace_reference.types import (
+    Config,
+    ControllerState,
+    DebtOverflowError,
+    Emission,
+    FlushDecision,
+    FlushPlan,
+    ForegroundDecision,
+    ForegroundRegime,
+    Metric,
+    MetricKind,
+    Outcome,
+    TaskState,
+    TaskStateError,
+    TaskStep,
+)
+from flowpace_reference.u64 import (
+    NANOS_PER_MICRO,
+    NANOS_PER_MILLI,
+    U64_MAX,
+    clamp_u64,
+    duration_micros,
+    rate_per_second,
+    saturating_mul,
+    saturating_sub,
+)
+
+ELAPSED_NS_LIMIT = (U64_MAX + 1) * 10**9
+"""One past the longest duration a Rust ``Duration`` holds, in nanoseconds (spec ERR-3)."""
+
+
+# --- argument checks (spec ERR-1, ERR-3) -----------------------------------------------------
+
+
+def check_u64(name: str, value: int) -> None:
+    """Raise TypeError or ValueError, naming ``name``, unless ``value`` is a u64 (spec ERR-3)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if not 0 <= value <= U64_MAX:
+        raise ValueError(f"{name} must be in [0, {U64_MAX}], got {value}")
+
+
+def check_elapsed(elapsed_ns: int) -> None:
+    """Raise TypeError or ValueError unless a Rust ``Duration`` holds ``elapsed_ns`` (ERR-3)."""
+    if isinstance(elapsed_ns, bool) or not isinstance(elapsed_ns, int):
+        raise TypeError(f"elapsed_ns must be an int, got {elapsed_ns!r}")
+    if not 0 <= elapsed_ns < ELAPSED_NS_LIMIT:
+        raise ValueError(f"elapsed_ns must be in [0, {ELAPSED_NS_LIMIT}), got {elapsed_ns}")
+
+
+def check_live(task: TaskState, operation: str) -> None:
+    """Raise TaskStateError if ``task`` is finished (spec ERR-1, DIV-2)."""
+    if task.done:
+        raise TaskStateError(f"{operation} on a finished task")
+
+
+def checked_debt(debt: int) -> int:
+    """Return ``debt`` unless it exceeds ``u64::MAX``; then raise (spec ERR-2, DIV-3)."""
+    if debt > U64_MAX:
+        raise DebtOverflowError(f"debt would exceed u64::MAX ({debt} > {U64_MAX})")
+    return debt
+
+
+# --- construction (spec ST-1) ----------------------------------------------------------------
+
+
+def new_controller(config: Config, now_ns: int) -> ControllerState:
+    """
+    Return the state of a controller built at ``now_ns`` (spec ST-1).
+
+    pre: now_ns >= 0
+    post: __return__.debt_bytes == 0 and __return__.idle_since == now_ns
+    post: __return__.adaptive_floor_bps == config.bp_floor_bps
+    """
+    return ControllerState(
+        debt_bytes=0,
+        io_bps_ewma=0,
+        e2e_bps_ewma=0,
+        io_sample_count=0,
+        adaptive_floor_bps=config.bp_floor_bps,
+        teardown_bypass_scopes=0,
+        arena_starving_scopes=0,
+        idle_since=now_ns,
+        next_flush_at=None,
+    )
+
+
+# --- idle handling (spec FC-12) --------------------------------------------------------------
+
+
+def idle_expired(config: Config, state: ControllerState, now_ns: int) -> bool:
+    """
+    Return whether the controller has been idle for at least the idle-reset interval (FC-12).
+
+    pre: state.idle_since is None or now_ns >= state.idle_since
+    """
+    if state.idle_since is None:
+        return False
+    return now_ns - state.idle_since >= config.bp_idle_reset_ms * NANOS_PER_MILLI
+
+
+def forget_throughput(config: Config, state: ControllerState) -> ControllerState:
+    """
+    Return ``state`` with throughput history forgotten after an idle spell (spec FC-12).
+
+    post: __return__.debt_bytes == state.debt_bytes
+    post: __return__.io_sample_count == 0
+    post: __return__.adaptive_floor_bps == config.bp_floor_bps
+    """
+    return dataclasses.replace(
+        state,
+        io_bps_ewma=0,
+        e2e_bps_ewma=0,
+        io_sample_count=0,
+        adaptive_floor_bps=config.bp_floor_bps,
+    )
+
+
+def mark_idle(state: ControllerState, now_ns: int) -> ControllerState:
+    """
+    Return ``state`` marked idle from ``now_ns`` (unless already) with no pacing deadline.
+
+    Spec FC-12.
+
+    post: __return__.idle_since is not None
+    post: __return__.next_flush_at is None
+    """
+    idle_since = now_ns if state.idle_since is None else state.idle_since
+    return dataclasses.replace(state, idle_since=idle_since, next_flush_at=None)
+
+
+# --- throughput samples (spec AR-6, AR-7) ----------------------------------------------------
+
+
+def with_io_sample(config: Config, state: ControllerState, sample: int) -> ControllerState:
+    """
+    Return ``state`` after an I/O throughput sample: EWMA, floor and sample count (FC-2).
+
+    pre: 0 <= sample <= U64_MAX
+    post: __return__.io_sample_count == min(state.io_sample_count + 1, U64_MAX)
+    """
+    return dataclasses.replace(
+        state,
+        io_bps_ewma=ewma_update(state.io_bps_ewma, sample),
+        adaptive_floor_bps=floor_after(config, state.adaptive_floor_bps, sample),
+        # The seed's counter wraps after 2**64 samples; it saturates here (DIV-4).
+        io_sample_count=min(state.io_sample_count + 1, U64_MAX),
+    )
+
+
+def with_e2e_sample(config: Config, state: ControllerState, sample: int) -> ControllerState:
+    """
+    Return ``state`` after an end-to-end throughput sample: EWMA and floor (spec FC-5).
+
+    pre: 0 <= sample <= U64_MAX
+    post: __return__.io_sample_count == state.io_sample_count
+    """
+    return dataclasses.replace(
+        state,
+        e2e_bps_ewma=ewma_update(state.e2e_bps_ewma, sample),
+        adaptive_floor_bps=floor_after(config, state.adaptive_floor_bps, sample),
+    )
+
+
+def floor_after(config: Config, adaptive_floor_bps: int, sample: int) -> int:
+    """
+    Return the adaptive floor after ``sample``; a zero sample is ignored like the EWMA's.
+
+    Spec AR-6: the seed returns from ``update_ewma`` before raising the floor when the sample
+    is 0.
+
+    pre: 0 <= adaptive_floor_bps <= U64_MAX
+    pre: 0 <= sample <= U64_MAX
+    post: __return__ >= adaptive_floor_bps
+    """
+    if sample == 0:
+        return adaptive_floor_bps
+    return raised_floor(config, adaptive_floor_bps, sample)
+
+
+# --- the task lifecycle (spec FC-1 to FC-5) --------------------------------------------------
+
+
+def enqueue(config: Config, state: ControllerState, est_bytes: int, now_ns: int) -> TaskStep:
+    """
+    Return the controller with a new task of ``est_bytes`` enqueued at ``now_ns`` (FC-1).
+
+    Raises TypeError or ValueError for a bad estimate (ERR-3) and DebtOverflowError when
+    the debt would exceed u64::MAX (ERR-2).
+
+    pre: state.idle_since is None or now_ns >= state.idle_since
+    pre: 0 <= state.debt_bytes <= U64_MAX
+    post: __return__.state.debt_bytes == state.debt_bytes + est_bytes
+    post: __return__.state.idle_since is None
+    post: __return__.task.est_bytes == est_bytes and __return__.task.enqueue_at == now_ns
+    raises: DebtOverflowError, TypeError, ValueError
+    """
+    check_u64("est_bytes", est_bytes)
+    debt = checked_debt(state.debt_bytes + est_bytes)
+    if idle_expired(config, state, now_ns):
+        state = forget_throughput(config, state)
+    state = dataclasses.replace(state, debt_bytes=debt, idle_since=None)
+    return TaskStep(state=state, task=TaskState(enqueue_at=now_ns, est_bytes=est_bytes))
+
+
+def io_built(
+    config: Config,
+    state: ControllerState,
+    task: TaskState,
+    nbytes: int,
+    elapsed_ns: int,
+) -> TaskStep:
+    """
+    Return the controller and task after the task's I/O wrote ``nbytes`` in ``elapsed_ns``.
+
+    Spec FC-2: the task's charge moves from its estimate to ``nbytes``; a non-empty write
+    with a non-zero duration is an I/O throughput sample. Raises TaskStateError for a
+    finished task or a second report (ERR-1), DebtOverflowError (ERR-2), TypeError or
+    ValueError for bad arguments (ERR-3).
+
+    pre: 0 <= state.debt_bytes <= U64_MAX
+    pre: outstanding_charge(task) <= state.debt_bytes
+    post: __return__.state.debt_bytes == state.debt_bytes - task.est_bytes + nbytes
+    post: outstanding_charge(__return__.task) == nbytes
+    post: __return__.task.outcome == Outcome.FLUSHED
+    raises: TaskStateError, DebtOverflowError, TypeError, ValueError
+    """
+    check_u64("nbytes", nbytes)
+    check_elapsed(elapsed_ns)
+    check_live(task, "io_built")
+    if task.io_reported:
+        raise TaskStateError("io_built reported twice for one task")
+    est = task.est_bytes
+    if nbytes > est:
+        debt = checked_debt(state.debt_bytes + (nbytes - est))
+    else:
+        debt = saturating_sub(state.debt_bytes, est - nbytes)
+    state = dataclasses.replace(state, debt_bytes=debt)
+    io_micros = duration_micros(elapsed_ns)
+    if nbytes != 0 and io_micros != 0:
+        state = with_io_sample(config, state, rate_per_second(nbytes, io_micros))
+    task = dataclasses.replace(
+        task,
+        actual_bytes=nbytes,
+        io_micros=io_micros,
+        outcome=Outcome.FLUSHED,
+        io_reported=True,
+    )
+    return TaskStep(state=state, task=task)
+
+
+def mark_outcome(task: TaskState, outcome: Outcome) -> TaskState:
+    """
+    Return ``task`` marked with ``outcome`` (spec FC-3).
+
+    Raises TaskStateError for a finished task (ERR-1), TypeError for a non-outcome (ERR-3).
+
+    post: __return__.outcome == outcome
+    raises: TaskStateError, TypeError
+    """
+    if not isinstance(outcome, Outcome):
+        raise TypeError(f"outcome must be an Outcome, got {outcome!r}")
+    check_live(task, "mark_outcome")
+    return dataclasses.replace(task, outcome=outcome)
+
+
+def force_bypass(task: TaskState) -> TaskState:
+    """
+    Return ``task`` marked to bypass flush pacing (spec FC-4).
+
+    Raises TaskStateError for a finished task (ERR-1).
+
+    post: __return__.force_bypass
+    raises: TaskStateError
+    """
+    check_live(task, "force_bypass")
+    return dataclasses.replace(task, force_bypass=True)
+
+
+def mark_done(config: Config, state: ControllerState, task: TaskState, now_ns: int) -> TaskStep:
+    """
+    Return the controller and task after the task finished at ``now_ns`` (spec FC-5).
+
+    The task's outstanding charge is settled; a debt left at zero marks the controller idle
+    (FC-12); a flushed task with a non-zero charge and duration is an end-to-end sample.
+    Raises TaskStateError for a finished task (ERR-1).
+
+    pre: now_ns >= task.enqueue_at
+    pre: 0 <= state.debt_bytes <= U64_MAX
+    pre: outstanding_charge(task) <= state.debt_bytes
+    post: __return__.state.debt_bytes == state.debt_bytes - outstanding_charge(task)
+    post: __return__.task.done
+    raises: TaskStateError
+    """
+    check_live(task, "mark_done")
+    settle = outstanding_charge(task)
+    debt = saturating_sub(state.debt_bytes, settle)
+    state = dataclasses.replace(state, debt_bytes=debt)
+    if debt == 0:
+        state = mark_idle(state, now_ns)
+    if task.outcome is Outcome.FLUSHED and settle != 0:
+        e2e_micros = duration_micros(now_ns - task.enqueue_at)
+        if e2e_micros != 0:
+            state = with_e2e_sample(config, state, rate_per_second(settle, e2e_micros))
+    return TaskStep(state=state, task=dataclasses.replace(task, done=True))
+
+
+# --- foreground backpressure (spec FC-6 to FC-8) ---------------------------------------------
+
+
+def foreground_regime(config: Config, state: ControllerState, write_bytes: int) -> ForegroundRegime:
+    """
+    Return the rule that decides the delay of a ``write_bytes`` foreground write (FC-6).
+
+    The zero-delay rules are tried in the seed's order; the first that applies decides.
+
+    pre: 0 <= write_bytes <= U64_MAX
+    pre: 0 <= state.debt_bytes <= U64_MAX
+    """
+    if not config.enable_backpressure:
+        return ForegroundRegime.DISABLED
+    if write_bytes == 0:
+        return ForegroundRegime.EMPTY_WRITE
+    if state.debt_bytes == 0:
+        return ForegroundRegime.NO_DEBT
+    debt_mu = debt_milli_units(config, state.debt_bytes)
+    cold_start = not cold_start_ready(config, state)
+    # Cold start throttles *at* its threshold, steady state only *above* soft: the seed's
+    # `<` and `<=` differ on purpose and the spec keeps both.
+    if cold_start and debt_mu < threshold_milli_units(config.bp_cold_start_fail_safe_units):
+        return ForegroundRegime.COLD_BELOW_FAIL_SAFE
+    if not cold_start and debt_mu <= threshold_milli_units(config.bp_soft_debt_units):
+        return ForegroundRegime.STEADY_BELOW_SOFT
+    if base_throughput(config, state) == 0:
+        return ForegroundRegime.NO_THROUGHPUT
+    if debt_mu >= threshold_milli_units(config.bp_stop_debt_units):
+        return ForegroundRegime.STOP
+    if cold_start:
+        return ForegroundRegime.COLD_THROTTLED
+    if debt_mu >= threshold_milli_units(config.bp_hard_debt_units):
+        return ForegroundRegime.HARD_ZONE
+    return ForegroundRegime.SOFT_ZONE
+
+
+def base_throughput(config: Config, state: ControllerState) -> int:
+    """Return the throughput delays are computed from: the floor cold, the disk rate warm."""
+    if cold_start_ready(config, state):
+        return disk_bps(config, state)
+    return effective_floor_bps(config, state)
+
+
+def throttled_delay_us(config: Config, state: ControllerState, write_bytes: int) -> int:
+    """
+    Return the delay of a throttled write below the stop threshold (spec FC-7).
+
+    The write is paced at a share of the base throughput that shrinks as the debt grows past
+    the base threshold, never below ``bp_min_ratio_pct``; in steady state the publish guard
+    scales it further; at or above hard the delay doubles; it never exceeds the maximum.
+
+    pre: 0 <= write_bytes <= U64_MAX
+    pre: 1 <= state.debt_bytes <= U64_MAX
+    pre: 1 <= config.bp_min_ratio_pct <= 100
+    pre: config.bp_max_delay_us <= U64_MAX
+    post: 0 <= __return__ <= config.bp_max_delay_us
+    """
+    debt_mu = debt_milli_units(config, state.debt_bytes)
+    if cold_start_ready(config, state):
+        base_units = threshold_milli_units(config.bp_soft_debt_units)
+        base_bps = disk_bps(config, state)
+    else:
+        base_units = threshold_milli_units(config.bp_cold_start_fail_safe_units)
+        base_bps = effective_floor_bps(config, state)
+    ratio_pct = min(base_units * 100 // debt_mu, 100)
+    ratio_pct = min(max(ratio_pct, config.bp_min_ratio_pct), 100)
+    target_bps = max(saturating_mul(base_bps, ratio_pct) // 100, 1)
+    if cold_start_ready(config, state):
+        target_bps = max(
+            saturating_mul(target_bps, publish_guard_ratio_pct(config, state)) // 100, 1
+        )
+    delay = rate_per_second(write_bytes, target_bps)
+    if debt_mu >= threshold_milli_units(config.bp_hard_debt_units):
+        delay = saturating_mul(delay, 2)
+    return min(delay, config.bp_max_delay_us)
+
+
+def foreground_delay_us(config: Config, state: ControllerState, write_bytes: int) -> int:
+    """
+    Return the microseconds a ``write_bytes`` foreground write waits (spec FC-6 to FC-8).
+
+    pre: 0 <= write_bytes <= U64_MAX
+    pre: 0 <= state.debt_bytes <= U64_MAX
+    pre: 1 <= config.bp_min_ratio_pct <= 100
+    post: 0 <= __return__ <= config.bp_max_delay_us
+    """
+    regime = foreground_regime(config, state, write_bytes)
+    if regime is ForegroundRegime.STOP:
+        return config.bp_max_delay_us
+    if regime in THROTTLED_REGIMES:
+        return throttled_delay_us(config, state, write_bytes)
+    return 0
+
+
+THROTTLED_REGIMES = frozenset(
+    {ForegroundRegime.COLD_THROTTLED, ForegroundRegime.SOFT_ZONE, ForegroundRegime.HARD_ZONE}
+)
+"""Regimes whose delay comes from the throughput formula of FC-7."""
+
+
+def before_foreground_write(
+    config: Config, state: ControllerState, write_bytes: int
+) -> ForegroundDecision:
+    """
+    Return how long a ``write_bytes`` foreground write waits and what it reports (FC-6..8).
+
+    The write changes no state. A non-zero delay is reported after it was slept. Raises
+    TypeError or ValueError for a bad size (ERR-3).
+
+    pre: 0 <= state.debt_bytes <= U64_MAX
+    pre: 1 <= config.bp_min_ratio_pct <= 100
+    post: 0 <= __return__.delay_us <= config.bp_max_delay_us
+    post: (__return__.delay_us == 0) == (len(__return__.emissions) == 0)
+    raises: TypeError, ValueError
+    """
+    check_u64("write_bytes", write_bytes)
+    regime = foreground_regime(config, state, write_bytes)
+    delay_us = foreground_delay_us(config, state, write_bytes)
+    emissions: tuple[Emission, ...] = ()
+    if delay_us != 0:
+        emissions = (
+            Emission(kind=MetricKind.COUNTER, metric=Metric.FG_DELAY, value=1),
+            Emission(kind=MetricKind.HISTOGRAM, metric=Metric.FG_DELAY_MICROS, value=delay_us),
+        )
+    return ForegroundDecision(regime=regime, delay_us=delay_us, emissions=emissions)
+
+
+# --- flush pacing (spec FC-9, FC-10) ---------------------------------------------------------
+
+
+def flush_decision(config: Config, state: ControllerState, task: TaskState) -> FlushDecision:
+    """
+    Return whether a flush of ``task`` is paced, or why not, in the seed's order (FC-9).
+
+    pre: 0 <= state.debt_bytes <= U64_MAX
+    """
+    if not config.enable_flush_pacing:
+        return FlushDecision.PACING_DISABLED
+    if task.force_bypass or state.teardown_bypass_scopes != 0:
+        return FlushDecision.BYPASS_TEARDOWN
+    if state.arena_starving_scopes != 0:
+        return FlushDecision.BYPASS_ARENA_STARVATION
+    if state.debt_bytes == 0:
+        return FlushDecision.NO_DEBT
+    if not cold_start_ready(config, state):
+        return FlushDecision.COLD_START
+    pacing_soft = threshold_milli_units(config.bp_pacing_soft_debt_units)
+    if debt_milli_units(config, state.debt_bytes) > pacing_soft:
+        return FlushDecision.BYPASS_HIGH_DEBT
+    if disk_bps(config, state) == 0:
+        return FlushDecision.NO_THROUGHPUT
+    return FlushDecision.PACED
+
+
+BYPASS_METRICS = {
+    FlushDecision.BYPASS_TEARDOWN: Metric.FLUSH_PACING_BYPASS_TEARDOWN,
+    FlushDecision.BYPASS_ARENA_STARVATION: Metric.FLUSH_PACING_BYPASS_ARENA_STARVATION,
+    FlushDecision.BYPASS_HIGH_DEBT: Metric.FLUSH_PACING_BYPASS_HIGH_DEBT,
+}
+"""The counter each bypass increments (spec FC-9)."""
+
+
+def pacing_interval_us(config: Config, state: ControllerState, task: TaskState) -> int:
+    """
+    Return how long a paced flush of ``task`` holds back the next one, in µs (spec FC-10).
+
+    pre: cold_start_ready(config, state)
+    pre: 1 <= config.bp_max_delay_us <= U64_MAX
+    pre: 0 <= task.est_bytes <= U64_MAX
+    post: 1 <= __return__ <= config.bp_max_delay_us
+    """
+    nbytes = max(task.est_bytes, 1)
+    return max(min(rate_per_second(nbytes, disk_bps(config, state)), config.bp_max_delay_us), 1)
+
+
+def plan_flush(config: Config, state: ControllerState, task: TaskState, now_ns: int) -> FlushPlan:
+    """
+    Return what a flush of ``task`` starting at ``now_ns`` does before it may run (FC-9, FC-10).
+
+    A paced flush sleeps until the pacing deadline, at most the maximum delay; the first
+    paced flush after idle never sleeps. Raises TaskStateError for a finished task (ERR-1).
+
+    pre: now_ns >= 0
+    pre: 0 <= state.debt_bytes <= U64_MAX
+    post: 0 <= __return__.sleep_ns <= config.bp_max_delay_us * 1000
+    post: __return__.decision == FlushDecision.PACED or __return__.sleep_ns == 0
+    raises: TaskStateError
+    """
+    check_live(task, "before_flush")
+    decision = flush_decision(config, state, task)
+    if decision in BYPASS_METRICS:
+        counter = Emission(kind=MetricKind.COUNTER, metric=BYPASS_METRICS[decision], value=1)
+        return FlushPlan(decision=decision, emissions=(counter,))
+    if decision is not FlushDecision.PACED:
+        return FlushPlan(decision=decision)
+    sleep_ns = 0
+    deadline = state.next_flush_at
+    if deadline is not None and deadline > now_ns:
+        sleep_ns = min(deadline - now_ns, config.bp_max_delay_us * NANOS_PER_MICRO)
+    emissions: tuple[Emission, ...] = ()
+    if sleep_ns != 0:
+        slept_us = duration_micros(sleep_ns)
+        emissions = (
+            Emission(kind=MetricKind.COUNTER, metric=Metric.FLUSH_PACING_SLEEP, value=1),
+            Emission(
+                kind=MetricKind.HISTOGRAM, metric=Metric.FLUSH_PACING_SLEEP_MICROS, value=slept_us
+            ),
+        )
+    return FlushPlan(
+        decision=decision,
+        interval_us=pacing_interval_us(config, state, task),
+        sleep_ns=sleep_ns,
+        emissions=emissions,
+    )
+
+
+def commit_flush(state: ControllerState, plan: FlushPlan, now_ns: int) -> ControllerState:
+    """
+    Return the controller once a planned flush may start at ``now_ns`` (spec FC-10).
+
+    A paced flush pushes the deadline one interval past the later of the current deadline and
+    now; any other plan changes nothing. The deadline is read here, at commit time.
+
+    pre: now_ns >= 0
+    post: plan.decision != FlushDecision.PACED or __return__.next_flush_at is not None
+    post: plan.decision == FlushDecision.PACED or __return__ == state
+    """
+    if plan.decision is not FlushDecision.PACED:
+        return state
+    base = now_ns if state.next_flush_at is None else max(state.next_flush_at, now_ns)
+    return dataclasses.replace(state, next_flush_at=base + plan.interval_us * NANOS_PER_MICRO)
+
+
+# --- bypass scopes (spec FC-11) --------------------------------------------------------------
+
+
+def enter_teardown(state: ControllerState) -> ControllerState:
+    """
+    Return ``state`` with one more teardown scope open (spec FC-11).
+
+    raises: DebtOverflowError
+    post: __return__.teardown_bypass_scopes == state.teardown_bypass_scopes + 1
+    """
+    return dataclasses.replace(
+        state, teardown_bypass_scopes=checked_scope(state.teardown_bypass_scopes + 1)
+    )
+
+
+def leave_teardown(state: ControllerState) -> ControllerState:
+    """
+    Return ``state`` with one teardown scope fewer; none open stays none (spec FC-11).
+
+    pre: state.teardown_bypass_scopes >= 0
+    post: __return__.teardown_bypass_scopes == max(state.teardown_bypass_scopes - 1, 0)
+    """
+    return dataclasses.replace(
+        state, teardown_bypass_scopes=saturating_sub(state.teardown_bypass_scopes, 1)
+    )
+
+
+def enter_starving(state: ControllerState) -> ControllerState:
+    """
+    Return ``state`` with one more arena-starvation scope open (spec FC-11).
+
+    raises: DebtOverflowError
+    post: __return__.arena_starving_scopes == state.arena_starving_scopes + 1
+    """
+    return dataclasses.replace(
+        state, arena_starving_scopes=checked_scope(state.arena_starving_scopes + 1)
+    )
+
+
+def leave_starving(state: ControllerState) -> ControllerState:
+    """
+    Return ``state`` with one arena-starvation scope fewer; none open stays none (FC-11).
+
+    pre: state.arena_starving_scopes >= 0
+    post: __return__.arena_starving_scopes == max(state.arena_starving_scopes - 1, 0)
+    """
+    return dataclasses.replace(
+        state, arena_starving_scopes=saturating_sub(state.arena_starving_scopes, 1)
+    )
+
+
+def checked_scope(count: int) -> int:
+    """Return ``count`` unless it exceeds ``u64::MAX``; then raise (spec ERR-2, DIV-3)."""
+    if count > U64_MAX:
+        raise DebtOverflowError(f"scope count would exceed u64::MAX ({count})")
+    return clamp_u64(count)
