@@ -23,9 +23,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay_parser.add_argument(
         "--target",
-        choices=sorted(TARGETS),
+        choices=[*sorted(TARGETS), BOTH],
         default="reference",
-        help="what to replay the traces against (default: reference)",
+        help="what to replay the traces against: the reference model, the threaded "
+        "implementation, or both (a trace passes when it passes on every target; "
+        "default: reference)",
     )
     replay_parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
     return parser
@@ -42,17 +44,34 @@ def describe(name: str, target: str, mismatch: Mismatch) -> str:
     )
 
 
+BOTH = "both"
+"""The ``--target`` value that replays every trace on every target."""
+
+
+def targets_named(name: str) -> list[str]:
+    """Return the targets a ``--target`` value names."""
+    return sorted(TARGETS) if name == BOTH else [name]
+
+
 def run_replay(files: Sequence[Path], targets: Sequence[str]) -> int:
-    """Replay every trace in ``files`` on each target; return the process exit status."""
+    """
+    Replay every trace in ``files`` on each target; return the process exit status.
+
+    A trace passes when every target answers it as expected; each target that does not is
+    reported with its first differing line.
+    """
     passed = failed = 0
     for vector in load_vectors(files):
+        ok = True
         for target in targets:
             mismatch = replay(vector, TARGETS[target])
-            if mismatch is None:
-                passed += 1
-            else:
-                failed += 1
+            if mismatch is not None:
+                ok = False
                 print(describe(vector.name, target, mismatch))
+        if ok:
+            passed += 1
+        else:
+            failed += 1
     print(f"{passed} passed, {failed} failed")
     return 0 if failed == 0 and passed > 0 else 1
 
@@ -61,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``flowpace`` command line; return its exit status."""
     args = build_parser().parse_args(argv)
     if args.command == "replay":
-        return run_replay(args.files, [args.target])
+        return run_replay(args.files, targets_named(args.target))
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

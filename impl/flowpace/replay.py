@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeAlias
 
+from flowpace.controller import FlowController, FlowTask
+from flowpace.options import FlowOptions
+from flowpace.testing import ManualClock, RecordingObserver
 from flowpace_reference import transitions as model
 from flowpace_reference.config import config_as_dict, normalise, options_from_mapping
 from flowpace_reference.types import (
@@ -258,5 +261,96 @@ SCOPE_OPERATIONS: dict[JsonValue, Callable[[ControllerState], ControllerState]] 
 """The scope operations of a trace and the model functions that perform them."""
 
 
-TARGETS: dict[str, TargetFactory] = {"reference": ReferenceTarget}
+# --- the threaded implementation as a target ---------------------------------------------------
+
+
+class ImplTarget:
+    """
+    The threaded `FlowController`, driven through its public API on a manual clock.
+
+    A recording observer gives each operation's metrics; `FlowTask.snapshot` gives the task.
+    """
+
+    def __init__(self, config_line: Mapping[str, JsonValue]) -> None:
+        """Build the controller from a trace's configuration line at virtual time 0."""
+        values = {key: value for key, value in config_line.items() if not key.startswith("_")}
+        self.clock = ManualClock()
+        self.observer = RecordingObserver()
+        self.controller = FlowController(
+            FlowOptions(**values),  # type: ignore[arg-type]  # FlowOptions checks every value
+            clock=self.clock,
+            observer=self.observer,
+        )
+        self.tasks: dict[int, FlowTask] = {}
+
+    def start(self) -> JsonObject:
+        """Return the answer to the configuration line."""
+        return {
+            "config": dict(config_as_dict(self.controller.config)),
+            "now_ns": self.clock.monotonic_ns(),
+            "state": state_json(self.controller.snapshot()),
+        }
+
+    def apply(self, op: JsonObject) -> JsonObject:
+        """Return the answer to one operation line, or the error it raised."""
+        task_id = integer(op, "task") if "task" in op else None
+        calls_before = len(self.observer.calls)
+        slept_us = 0
+        answer: JsonObject = {"op": op["op"]}
+        try:
+            slept_us = self._perform(op, task_id)
+        except (TypeError, ValueError, RuntimeError, OverflowError) as error:
+            answer["error"] = type(error).__name__
+        answer.update(
+            slept_us=slept_us,
+            now_ns=self.clock.monotonic_ns(),
+            state=state_json(self.controller.snapshot()),
+            metrics=emissions_json(self.observer.calls[calls_before:]),
+        )
+        if task_id is not None and task_id in self.tasks:
+            answer["task"] = task_json(self.tasks[task_id].snapshot())
+        return answer
+
+    def _perform(self, op: JsonObject, task_id: int | None) -> int:
+        """Apply ``op`` through the controller's public API; return the microseconds slept."""
+        name, ctl = op["op"], self.controller
+        if name == "advance":
+            self.clock.advance_ns(integer(op, "us") * NANOS_PER_MICRO)
+            return 0
+        if name == "fg_write":
+            return ctl.before_foreground_write(integer(op, "bytes"))
+        if name in IMPL_SCOPE_OPERATIONS:
+            IMPL_SCOPE_OPERATIONS[name](ctl)
+            return 0
+        if task_id is None or name not in TASK_OPERATIONS:
+            raise ValueError(f"unknown trace operation {op!r}")
+        if name == "enqueue":
+            self.tasks[task_id] = ctl.on_enqueue_est(integer(op, "est"))
+            return 0
+        if task_id not in self.tasks:
+            raise ValueError(f"trace names task {task_id} before enqueueing it")
+        task = self.tasks[task_id]
+        if name == "before_flush":
+            return ctl.before_flush(task)
+        if name == "io_built":
+            ctl.on_io_built(task, integer(op, "bytes"), integer(op, "elapsed_us") * NANOS_PER_MICRO)
+        elif name == "mark_done":
+            ctl.on_mark_done(task)
+        elif name == "mark_outcome":
+            task.mark_outcome(outcome_of(op))
+        else:
+            task.mark_force_bypass()
+        return 0
+
+
+IMPL_SCOPE_OPERATIONS: dict[JsonValue, Callable[[FlowController], None]] = {
+    "enter_teardown": FlowController.enter_teardown_bypass,
+    "leave_teardown": FlowController.leave_teardown_bypass,
+    "enter_starving": FlowController.enter_arena_starving,
+    "leave_starving": FlowController.leave_arena_starving,
+}
+"""The scope operations of a trace and the controller methods that perform them."""
+
+
+TARGETS: dict[str, TargetFactory] = {"reference": ReferenceTarget, "impl": ImplTarget}
 """The targets `flowpace replay` can drive, by name."""
