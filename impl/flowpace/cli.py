@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from flowpace import verify
 from flowpace.replay import TARGETS, Mismatch, load_vectors, replay
 
 
@@ -30,6 +31,15 @@ def build_parser() -> argparse.ArgumentParser:
         "default: reference)",
     )
     replay_parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    verify_parser = commands.add_parser(
+        "verify",
+        help="run the whole verification campaign and summarise it",
+        description="Check the implementation against the model: conformance traces, the "
+        "sequential state machine, drawn thread schedules, real-thread linearizability, the "
+        "planted-bug self-test and the symbolic checks. Run from a clone of the project. "
+        "Exit status 0 iff every check passed.",
+    )
+    verify.add_arguments(verify_parser)
     return parser
 
 
@@ -81,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "replay":
         return run_replay(args.files, targets_named(args.target))
+    if args.command == "verify":
+        return verify.main(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

@@ -1,0 +1,865 @@
+"""The verification campaign behind ``flowpace verify``: every check, one command, one verdict.
+
+The campaign checks the implementation users import against the reference model, and then
+checks itself:
+
+1. **conformance**: the seed's traces (``tests/vectors``) replayed on the model and on the
+   implementation, every answer compared (spec FC-1..12);
+2. **sequential**: a Hypothesis state machine drives the implementation and the model side by
+   side through every operation, comparing everything after every step, and fails unless every
+   regime was reached (``tests/test_stateful.py``);
+3. **interleavings**: threads of the implementation run one at a time at schedule points
+   chosen by Hypothesis, and each history must be linearizable (``tests/test_interleavings.py``);
+4. **linearizability**: real threads, their histories checked against the model by a
+   Wing-Gong-Lowe checker (``tests/test_linearizability.py``);
+5. **planted bugs**: each patch of ``tests/planted_bugs`` plants a known bug in a copy of the
+   implementation, and checks 2 to 4 (under ``ci`` on CI, ``dev`` otherwise, without
+   shrinking) must find it; the time each took is reported;
+6. **symbolic**: the CrossHair checks of ``flowpace.symbolic``, when that module exists.
+
+Checks 2 to 4 are pytest runs in subprocesses, under the Hypothesis profile the campaign was
+given (``dev``, ``ci``, ``nightly``). They report what they ran (examples, steps, regimes) by
+appending JSON lines to the file `STATS_ENV` names. ``--workers`` runs checks side by side;
+``--shards`` runs each Hypothesis check in several processes with different seeds, and
+`DATABASE_ENV` (``--database``) points every process, on this machine or others, at one
+example database, so that a campaign spread over machines shares what it finds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, TextIO
+
+if TYPE_CHECKING:
+    # Hypothesis is a development dependency: the runner works without it until a check runs,
+    # so only the helpers the tests call import it, when called.
+    from hypothesis import settings
+    from hypothesis.database import ExampleDatabase
+
+STATS_ENV: Final = "FLOWPACE_VERIFY_STATS"
+"""The file (JSON lines) the campaign's tests append their statistics to, when set."""
+
+DATABASE_ENV: Final = "FLOWPACE_EXAMPLE_DB"
+"""A shared Hypothesis example database: a directory, or ``redis://host:port/db``."""
+
+PLANTED_ENV: Final = "FLOWPACE_PLANTED_BUG"
+"""Set, to a planted bug's name, in the processes that check a copy with that bug planted."""
+
+PROFILE_ENV: Final = "HYPOTHESIS_PROFILE"
+"""The environment variable ``tests/conftest.py`` reads the Hypothesis profile from."""
+
+PROFILES: Final = ("dev", "ci", "nightly")
+"""The profiles a campaign runs under (``tests/conftest.py`` registers them)."""
+
+DETECTION_MARKERS: Final = ("Falsifying example", "Failing test case")
+"""What Hypothesis prints for a failing example: a planted bug counts as found only then."""
+
+
+# --- what the tests call ---------------------------------------------------------------------
+
+
+def record_stats(check: str, **fields: object) -> None:
+    """Append one line of statistics about ``check`` to the file `STATS_ENV` names, if any."""
+    path = os.environ.get(STATS_ENV)
+    if not path:
+        return
+    with Path(path).open("a", encoding="utf-8") as out:
+        out.write(json.dumps({"check": check, **fields}, sort_keys=True) + "\n")
+
+
+def example_database() -> ExampleDatabase | None:
+    """Return the shared example database `DATABASE_ENV` names, or None to keep the profile's."""
+    from hypothesis.database import DirectoryBasedExampleDatabase  # noqa: PLC0415  # see top
+
+    where = os.environ.get(DATABASE_ENV)
+    if not where:
+        return None
+    if where.startswith("redis://"):
+        # Optional: only a campaign that shares a Redis database needs the redis package.
+        from hypothesis.extra.redis import RedisExampleDatabase  # noqa: PLC0415
+        from redis import Redis  # type: ignore[import-not-found]  # noqa: PLC0415
+
+        return RedisExampleDatabase(Redis.from_url(where))
+    return DirectoryBasedExampleDatabase(where)
+
+
+def planted_bug() -> str | None:
+    """Return the planted bug this process hunts (`PLANTED_ENV`), or None in a normal run."""
+    return os.environ.get(PLANTED_ENV) or None
+
+
+def campaign_settings() -> settings:
+    """
+    Return the current profile's settings for a campaign check.
+
+    With the shared example database if `DATABASE_ENV` names one. When hunting a planted bug,
+    without the example database (each copy starts afresh) and without shrinking: only
+    whether and how fast a bug is found matters, not its smallest example.
+    """
+    from hypothesis import Phase, settings  # noqa: PLC0415  # see the imports at the top
+
+    if planted_bug() is not None:
+        return settings(database=None, phases=(Phase.explicit, Phase.generate))
+    database = example_database()
+    if database is None:
+        return settings()
+    return settings(database=database)
+
+
+# --- the checks ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One check of the campaign that runs as a pytest process."""
+
+    name: str
+    """Its short name, as the summary and ``--only`` spell it."""
+    title: str
+    """What it checks, in a few words."""
+    tests: tuple[str, ...]
+    """The pytest node ids it runs, relative to the project root."""
+
+
+SEQUENTIAL: Final = Check(
+    "sequential", "implementation vs model, step by step", ("tests/test_stateful.py",)
+)
+INTERLEAVINGS: Final = Check(
+    "interleavings", "drawn thread schedules, linearizable", ("tests/test_interleavings.py",)
+)
+LINEARIZABILITY: Final = Check(
+    "linearizability", "real threads, WGL against the model", ("tests/test_linearizability.py",)
+)
+HYPOTHESIS_CHECKS: Final = (SEQUENTIAL, INTERLEAVINGS, LINEARIZABILITY)
+"""The checks that hunt planted bugs, in the order a hunt tries them."""
+
+VECTORS: Final = Path("tests/vectors/seed-vectors.jsonl")
+PLANTED_BUGS: Final = Path("tests/planted_bugs")
+SYMBOLIC_MODULE: Final = Path("impl/flowpace/symbolic.py")
+
+CHECK_NAMES: Final = (
+    "conformance",
+    *(check.name for check in HYPOTHESIS_CHECKS),
+    "planted-bugs",
+    "symbolic",
+)
+"""Every check of the campaign, in the order the summary lists them."""
+
+
+def project_root() -> Path:
+    """Return the project's root: the directory holding ``tests/`` and ``pyproject.toml``."""
+    candidates = (Path.cwd(), *Path.cwd().parents, Path(__file__).resolve().parents[2])
+    for candidate in candidates:
+        if (candidate / "pyproject.toml").is_file() and (candidate / "tests").is_dir():
+            return candidate
+    raise FileNotFoundError(
+        "flowpace verify runs from a clone of the project (no tests/ and pyproject.toml "
+        "found here or above)"
+    )
+
+
+def check_environment(
+    root: Path, profile: str, *, stats: Path | None, **extra: str
+) -> dict[str, str]:
+    """Return the environment of a check's process: the profile, the source trees, the stats."""
+    env = dict(os.environ)
+    paths = [str(root / "impl"), str(root / "reference"), str(root / "tests")]
+    env["PYTHONPATH"] = os.pathsep.join([*paths, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env[PROFILE_ENV] = profile
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.pop(STATS_ENV, None)
+    env.pop(PLANTED_ENV, None)
+    if stats is not None:
+        env[STATS_ENV] = str(stats)
+    env.update(extra)
+    return env
+
+
+def pytest_command(tests: Iterable[str], *, seed: int | None = None) -> list[str]:
+    """Return the command that runs ``tests`` with pytest in this interpreter."""
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests]
+    if seed is not None:
+        command.append(f"--hypothesis-seed={seed}")
+    return command
+
+
+# --- planted bugs ----------------------------------------------------------------------------
+
+
+class PatchError(ValueError):
+    """A planted-bug patch is malformed, or no longer applies to the implementation."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hunk:
+    """One change of a patch: replace ``old`` by ``new`` in the file at ``path``."""
+
+    path: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlantedBug:
+    """A known bug, as a patch on the implementation, that the campaign must detect."""
+
+    name: str
+    """The patch's file name without ``.patch``."""
+    title: str
+    """What the bug is (the patch's ``Planted bug:`` line)."""
+    spec: str
+    """The requirements it breaks (the patch's ``Spec:`` line)."""
+    hunks: tuple[Hunk, ...]
+
+
+def parse_patch(name: str, text: str) -> PlantedBug:
+    """
+    Return the planted bug a unified diff describes; raise PatchError if it is malformed.
+
+    Free text before the first ``---`` line describes the bug: its ``Planted bug:`` and
+    ``Spec:`` lines are kept. Line numbers in ``@@`` headers are ignored: each hunk is applied
+    where its old text (context and removed lines) occurs, which must be exactly once.
+    """
+    header, _, diff = text.partition("\n--- ")
+    meta = {}
+    for line in header.splitlines():
+        key, _, value = line.partition(":")
+        if value:
+            meta[key.strip().lower()] = value.strip()
+    hunks = [
+        hunk
+        for section in ("--- " + diff).split("\n--- ")[0 if diff else 1 :]
+        for hunk in _file_hunks(section)
+    ]
+    if not hunks:
+        raise PatchError(f"planted bug {name}: no hunk found")
+    return PlantedBug(
+        name=name,
+        title=meta.get("planted bug", name),
+        spec=meta.get("spec", ""),
+        hunks=tuple(hunks),
+    )
+
+
+def _file_hunks(section: str) -> Iterator[Hunk]:
+    """Return the hunks of one file's part of a unified diff (from its ``---`` line on)."""
+    first, _, body = section.partition("\n")
+    path = _strip_prefix(first.removeprefix("--- ").split("\t")[0].strip())
+    for chunk in re.split(r"^@@[^\n]*\n", body, flags=re.MULTILINE)[1:]:
+        old, new = [], []
+        for line in chunk.splitlines(keepends=True):
+            kind, content = line[:1], line[1:]
+            if kind in {" ", "-"}:
+                old.append(content)
+            if kind in {" ", "+"}:
+                new.append(content)
+        yield Hunk(path, "".join(old), "".join(new))
+
+
+def _strip_prefix(path: str) -> str:
+    """Return a diff's file path without its ``a/`` or ``b/`` prefix."""
+    return path[2:] if path.startswith(("a/", "b/")) else path
+
+
+def load_planted_bugs(root: Path) -> list[PlantedBug]:
+    """Return every planted bug of ``root/tests/planted_bugs``, by name."""
+    directory = root / PLANTED_BUGS
+    return [
+        parse_patch(path.stem, path.read_text(encoding="utf-8"))
+        for path in sorted(directory.glob("*.patch"))
+    ]
+
+
+def apply_bug(bug: PlantedBug, root: Path) -> None:
+    """Plant ``bug`` in the tree at ``root``; raise PatchError if a hunk does not apply."""
+    for hunk in bug.hunks:
+        target = root / hunk.path
+        text = target.read_text(encoding="utf-8")
+        found = text.count(hunk.old)
+        if found != 1:
+            raise PatchError(
+                f"planted bug {bug.name}: the text it changes in {hunk.path} occurs {found} "
+                "times, not once: the implementation changed; update the patch"
+            )
+        target.write_text(text.replace(hunk.old, hunk.new), encoding="utf-8")
+
+
+COPIED: Final = ("impl", "reference", "tests", "pyproject.toml")
+"""What a copy for a planted bug holds: the code, the tests, and pytest's configuration."""
+
+
+def copy_project(root: Path, destination: Path) -> None:
+    """Copy the code, tests and configuration of ``root`` into ``destination``."""
+    ignore = shutil.ignore_patterns("__pycache__", ".hypothesis", "*.pyc", "benchmarks")
+    for name in COPIED:
+        source = root / name
+        if source.is_dir():
+            shutil.copytree(source, destination / name, ignore=ignore)
+        else:
+            shutil.copy2(source, destination / name)
+
+
+@dataclass(frozen=True, slots=True)
+class Hunt:
+    """How the campaign fared against one planted bug."""
+
+    bug: PlantedBug
+    detected_by: str | None
+    """The check that found it, or None."""
+    seconds: float
+    """Wall time from the start of the hunt to the detection (or to giving up)."""
+    error: str | None = None
+    """Why the hunt could not run (patch does not apply, copy broken), if it could not."""
+    log: str = ""
+    """The output of the last check run."""
+
+
+def hunt(
+    bug: PlantedBug,
+    root: Path,
+    profile: str,
+    *,
+    checks: Sequence[Check] = HYPOTHESIS_CHECKS,
+    timeout: float = 900.0,
+) -> Hunt:
+    """
+    Plant ``bug`` in a copy of the project and run ``checks`` on it until one fails.
+
+    A check *detects* the bug when it fails with a falsifying example; a failure without one
+    (an import error, a broken patch) is reported as an error, never as a detection.
+    """
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix=f"flowpace-{bug.name}-") as tmp:
+        copy = Path(tmp)
+        try:
+            copy_project(root, copy)
+            apply_bug(bug, copy)
+        except (OSError, PatchError) as error:
+            return Hunt(bug, None, time.monotonic() - started, error=str(error))
+        env = check_environment(copy, profile, stats=None, **{PLANTED_ENV: bug.name})
+        where = _imported_from(copy, env)
+        if where is not None:
+            return Hunt(bug, None, time.monotonic() - started, error=where)
+        log = ""
+        for check in checks:
+            try:
+                done = subprocess.run(  # noqa: S603  # our own interpreter and test files
+                    [*pytest_command(check.tests), "-x"],
+                    cwd=copy,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=timeout,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired:
+                return Hunt(bug, None, time.monotonic() - started, error=f"{check.name} timed out")
+            log = done.stdout + done.stderr
+            if done.returncode == 0:
+                continue
+            if any(marker in log for marker in DETECTION_MARKERS):
+                return Hunt(bug, check.name, time.monotonic() - started, log=log)
+            return Hunt(
+                bug,
+                None,
+                time.monotonic() - started,
+                error=f"{check.name} failed without a falsifying example",
+                log=log,
+            )
+        return Hunt(bug, None, time.monotonic() - started, log=log)
+
+
+def _imported_from(copy: Path, env: dict[str, str]) -> str | None:
+    """Return why the copy's code would not be the code tested, or None if it would be."""
+    probe = "import flowpace, flowpace_reference; print(flowpace.__file__)"
+    done = subprocess.run(  # noqa: S603  # our own interpreter
+        [sys.executable, "-c", probe],
+        cwd=copy,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        return f"the patched copy does not import: {done.stderr.strip()[-400:]}"
+    if not Path(done.stdout.strip()).resolve().is_relative_to(copy.resolve()):
+        return f"the copy is shadowed by {done.stdout.strip()}"
+    return None
+
+
+# --- running the campaign --------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What one check of the campaign found."""
+
+    name: str
+    title: str
+    passed: bool = True
+    seconds: float = 0.0
+    examples: int = 0
+    steps: int = 0
+    regimes: str = ""
+    notes: list[str] = field(default_factory=list)
+    recipe: list[str] = field(default_factory=list)
+    """How to replay a failure: commands and the failing example's lines."""
+
+
+@dataclass
+class Campaign:
+    """The options of one run of ``flowpace verify``."""
+
+    root: Path
+    profile: str
+    workers: int
+    shards: int
+    only: tuple[str, ...]
+    logs: Path
+    timeout: float
+    out: TextIO = sys.stdout
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    """Guards the output and the progress display's bookkeeping."""
+
+    def say(self, line: str) -> None:
+        """Print one progress line (from any worker thread)."""
+        with self.lock:
+            print(line, file=self.out, flush=True)
+
+
+def run_conformance(campaign: Campaign) -> Outcome:
+    """Replay the seed's traces on every target (spec FC-1..12); fail on any difference."""
+    from flowpace.replay import TARGETS, load_vectors, replay  # noqa: PLC0415  # lazy: CLI
+
+    outcome = Outcome("conformance", "seed traces on model and implementation")
+    started = time.monotonic()
+    vectors = list(load_vectors([campaign.root / VECTORS]))
+    failures = [
+        (vector.name, target)
+        for vector in vectors
+        for target in sorted(TARGETS)
+        if replay(vector, TARGETS[target]) is not None
+    ]
+    outcome.seconds = time.monotonic() - started
+    outcome.examples = len(vectors) * len(TARGETS)
+    outcome.steps = sum(len(vector.trace) for vector in vectors) * len(TARGETS)
+    outcome.notes.append(f"{len(vectors)} traces x {len(TARGETS)} targets")
+    if failures or not vectors:
+        outcome.passed = False
+        shown = ", ".join(f"{name} [{target}]" for name, target in failures[:5])
+        outcome.notes.append(f"{len(failures)} traces differ: {shown}")
+        outcome.recipe.append(f"uv run flowpace replay --target both {VECTORS}")
+    return outcome
+
+
+def run_pytest_check(campaign: Campaign, check: Check) -> Outcome:
+    """Run one Hypothesis check, in ``shards`` processes, and gather what they report."""
+    outcome = Outcome(check.name, check.title)
+    started = time.monotonic()
+    derandomized = campaign.profile == "ci"
+    shards = 1 if derandomized else campaign.shards
+    if derandomized and campaign.shards > 1:
+        outcome.notes.append("ci is derandomized: one shard")
+    seeds: list[int | None] = [None] if shards == 1 else list(range(shards))
+    stats = [campaign.logs / f"{check.name}-{index}.stats.jsonl" for index in range(len(seeds))]
+
+    def one_shard(index: int) -> tuple[int, str]:
+        command = pytest_command(check.tests, seed=seeds[index])
+        env = check_environment(campaign.root, campaign.profile, stats=stats[index])
+        try:
+            done = subprocess.run(  # noqa: S603  # our own interpreter and test files
+                command,
+                cwd=campaign.root,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=campaign.timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as expired:
+            return 124, f"timed out after {expired.timeout} s"
+        return done.returncode, done.stdout + done.stderr
+
+    with ThreadPoolExecutor(max_workers=shards) as pool:
+        results = list(pool.map(one_shard, range(len(seeds))))
+    outcome.seconds = time.monotonic() - started
+    for index, (status, log) in enumerate(results):
+        log_path = campaign.logs / f"{check.name}-{index}.log"
+        log_path.write_text(log, encoding="utf-8")
+        if status != 0:
+            outcome.passed = False
+            outcome.notes.append(_failure_reason(log))
+            recipe = _replay_recipe(campaign, check, seeds[index], log, log_path)
+            outcome.recipe.extend(recipe)
+    _gather_stats(outcome, stats)
+    return outcome
+
+
+def _gather_stats(outcome: Outcome, paths: Iterable[Path]) -> None:
+    """Add up the statistics the tests reported in ``paths`` into ``outcome``."""
+    regimes: Counter[str] = Counter()
+    extras: Counter[str] = Counter()
+    for path in paths:
+        for record in _read_stats(path):
+            for key, value in record.items():
+                if key == "regimes" and isinstance(value, dict):
+                    regimes.update({name: int(count) for name, count in value.items()})
+                elif key in {"examples", "steps"} and isinstance(value, int):
+                    setattr(outcome, key, getattr(outcome, key) + value)
+                elif isinstance(value, int):
+                    extras[key] += value
+    outcome.notes.extend(f"{count} {key}" for key, count in sorted(extras.items()))
+    if regimes:
+        reached = sum(1 for count in regimes.values() if count)
+        outcome.regimes = f"{reached}/{len(regimes)}"
+        missing = sorted(name for name, count in regimes.items() if not count)
+        if missing:
+            outcome.notes.append(f"never reached: {', '.join(missing)}")
+        else:
+            rarest, count = min(regimes.items(), key=lambda item: (item[1], item[0]))
+            outcome.notes.append(f"every regime reached, the rarest ({rarest}) {count} times")
+
+
+def _read_stats(path: Path) -> Iterator[dict[str, object]]:
+    """Return the statistics records a check's tests appended to ``path``."""
+    if not path.is_file():
+        return
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            yield json.loads(line)
+
+
+def _last_line(log: str) -> str:
+    """Return the pytest summary line of ``log``, or its last line."""
+    lines = [line for line in log.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if re.search(r"\b(passed|failed|error)", line):
+            return line.strip("= ")
+    return lines[-1] if lines else "no output"
+
+
+def _replay_recipe(
+    campaign: Campaign, check: Check, seed: int | None, log: str, log_path: Path
+) -> list[str]:
+    """Return how to replay a failing check: its command, the failing example, the log."""
+    seeded = "" if seed is None else f" --hypothesis-seed={seed}"
+    tests = " ".join(check.tests)
+    recipe = [f"{PROFILE_ENV}={campaign.profile} uv run pytest {tests}{seeded}"]
+    blobs = {_unprefixed(line) for line in log.splitlines() if "@reproduce_failure" in line}
+    recipe.extend(sorted(blobs))
+    example = _falsifying_example(log)
+    if example:
+        recipe.append("falsifying example (first lines):")
+        recipe.extend(f"    {line}" for line in example[:12])
+    recipe.append(f"full output: {log_path}")
+    return recipe
+
+
+def _falsifying_example(log: str) -> list[str]:
+    """Return the lines of the first falsifying example Hypothesis printed in ``log``."""
+    lines = log.splitlines()
+    for index, line in enumerate(lines):
+        if any(marker in line for marker in DETECTION_MARKERS):
+            return [_unprefixed(text) for text in lines[index : index + 40] if text.strip()]
+    return []
+
+
+def _unprefixed(line: str) -> str:
+    """Return a line of pytest's failure report without its ``E`` margin."""
+    return re.sub(r"^E {2,}", "", line.rstrip()).strip()
+
+
+def _failure_reason(log: str) -> str:
+    """Return the first line of the exception a failing check raised, or its summary line."""
+    for line in log.splitlines():
+        if re.match(r"^E {2,}[\w.]*(Error|Exception|Failed)\b", line):
+            return _unprefixed(line)[:160]
+    return _last_line(log)
+
+
+def run_planted_bugs(campaign: Campaign) -> Outcome:
+    """Hunt every planted bug in its own copy; fail unless every one is detected."""
+    outcome = Outcome("planted-bugs", "the campaign finds known bugs")
+    started = time.monotonic()
+    try:
+        bugs = load_planted_bugs(campaign.root)
+    except PatchError as error:
+        outcome.passed = False
+        outcome.notes.append(str(error))
+        return outcome
+
+    def one(bug: PlantedBug) -> Hunt:
+        result = hunt(bug, campaign.root, hunt_profile(campaign.profile), timeout=campaign.timeout)
+        verdict = f"found by {result.detected_by}" if result.detected_by else "NOT FOUND"
+        campaign.say(f"    planted bug {bug.name}: {verdict} in {result.seconds:.1f} s")
+        return result
+
+    with ThreadPoolExecutor(max_workers=max(campaign.workers, 1)) as pool:
+        hunts = list(pool.map(one, bugs))
+    outcome.seconds = time.monotonic() - started
+    outcome.examples = len(bugs)
+    detected = [result for result in hunts if result.detected_by]
+    outcome.regimes = f"{len(detected)}/{len(bugs)} found"
+    for result in hunts:
+        if result.detected_by:
+            outcome.notes.append(f"{result.bug.name}: {result.detected_by}, {result.seconds:.1f} s")
+            continue
+        outcome.passed = False
+        why = result.error or "no check failed"
+        outcome.notes.append(f"{result.bug.name}: NOT FOUND ({why})")
+        log_path = campaign.logs / f"planted-{result.bug.name}.log"
+        log_path.write_text(result.log, encoding="utf-8")
+        outcome.recipe.append(
+            f"{PROFILE_ENV}={campaign.profile} uv run pytest tests/test_planted_bugs.py "
+            f"-k {result.bug.name}   (last output: {log_path})"
+        )
+    if not bugs:
+        outcome.passed = False
+        outcome.notes.append(f"no patch in {PLANTED_BUGS}")
+    return outcome
+
+
+def hunt_profile(profile: str) -> str:
+    """
+    Return the profile planted-bug hunts run under: ``ci`` on CI, else ``dev``.
+
+    The hunts show that the checks can find each bug; a nightly-sized check that cannot find a
+    bug (the sequential machine, for a race) would only delay the check that can.
+    """
+    return "ci" if profile == "ci" else "dev"
+
+
+def run_symbolic(campaign: Campaign) -> Outcome:
+    """Run the CrossHair checks of ``flowpace.symbolic``, if the module exists."""
+    outcome = Outcome("symbolic", "CrossHair contracts of the model")
+    if not (campaign.root / SYMBOLIC_MODULE).is_file():
+        outcome.notes.append(f"skipped: {SYMBOLIC_MODULE} does not exist yet")
+        return outcome
+    started = time.monotonic()
+    command = [sys.executable, "-m", "flowpace.symbolic", "--jobs", str(campaign.workers)]
+    env = check_environment(campaign.root, campaign.profile, stats=None)
+    try:
+        done = subprocess.run(  # noqa: S603  # our own interpreter and module
+            command,
+            cwd=campaign.root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=campaign.timeout,
+            check=False,
+        )
+        status, log = done.returncode, done.stdout + done.stderr
+    except subprocess.TimeoutExpired:
+        status, log = 124, "timed out"
+    outcome.seconds = time.monotonic() - started
+    log_path = campaign.logs / "symbolic.log"
+    log_path.write_text(log, encoding="utf-8")
+    verdict = next(
+        (line for line in log.splitlines() if line.startswith("symbolic checks")), _last_line(log)
+    )
+    outcome.notes.append(verdict.removeprefix("symbolic checks "))
+    conditions = re.search(r"(\d+) conditions", verdict)
+    outcome.examples = int(conditions.group(1)) if conditions else 0
+    if status != 0:
+        outcome.passed = False
+        outcome.recipe.extend(
+            [
+                f"{PROFILE_ENV}={campaign.profile} uv run python -m flowpace.symbolic --verbose",
+                f"full output: {log_path}",
+            ]
+        )
+    return outcome
+
+
+RUNNERS: Final[dict[str, Callable[[Campaign], Outcome]]] = {
+    "conformance": run_conformance,
+    **{check.name: functools.partial(run_pytest_check, check=check) for check in HYPOTHESIS_CHECKS},
+    "planted-bugs": run_planted_bugs,
+    "symbolic": run_symbolic,
+}
+"""How each check of the campaign runs."""
+
+
+def run_campaign(campaign: Campaign) -> list[Outcome]:
+    """Run every selected check, ``workers`` at a time; return their outcomes in order."""
+    names = [name for name in CHECK_NAMES if not campaign.only or name in campaign.only]
+    campaign.say(
+        f"flowpace verify: profile {campaign.profile}, {campaign.workers} worker(s), "
+        f"{campaign.shards} shard(s); logs in {campaign.logs}"
+    )
+    started = time.monotonic()
+    running: dict[str, float] = {}
+    done = threading.Event()
+
+    def one(name: str) -> Outcome:
+        campaign.say(f"  started  {name}")
+        with campaign.lock:
+            running[name] = time.monotonic()
+        outcome = RUNNERS[name](campaign)
+        with campaign.lock:
+            del running[name]
+        verdict = "passed" if outcome.passed else "FAILED"
+        campaign.say(
+            f"  {verdict:8} {name} in {outcome.seconds:.1f} s "
+            f"({time.monotonic() - started:.0f} s into the campaign)"
+        )
+        return outcome
+
+    def heartbeat() -> None:
+        while not done.wait(HEARTBEAT_SECONDS):
+            with campaign.lock:
+                now = time.monotonic()
+                busy = ", ".join(f"{name} {now - since:.0f} s" for name, since in running.items())
+            if busy:
+                campaign.say(f"  ... running: {busy}")
+
+    threading.Thread(target=heartbeat, name="flowpace verify heartbeat", daemon=True).start()
+    # Longest first, so that the short checks fill the workers while the long ones run.
+    ordered = sorted(names, key=EXPECTED_ORDER.index)
+    try:
+        with ThreadPoolExecutor(max_workers=max(campaign.workers, 1)) as pool:
+            outcomes = list(pool.map(one, ordered))
+    finally:
+        done.set()
+    outcomes.sort(key=lambda outcome: CHECK_NAMES.index(outcome.name))
+    return outcomes
+
+
+HEARTBEAT_SECONDS: Final = 30.0
+"""How often the progress display lists the checks still running."""
+
+EXPECTED_ORDER: Final = (
+    "symbolic",
+    "sequential",
+    "planted-bugs",
+    "linearizability",
+    "interleavings",
+    "conformance",
+)
+"""The checks from the longest to the shortest, as they usually run."""
+
+
+def summary(outcomes: Sequence[Outcome], seconds: float) -> str:
+    """Return the summary table of a campaign and the replay recipe of each failure."""
+    header = ("check", "result", "time", "examples", "steps", "regimes", "notes")
+    rows = [
+        (
+            outcome.name,
+            "pass" if outcome.passed else "FAIL",
+            f"{outcome.seconds:.1f} s",
+            str(outcome.examples or "-"),
+            str(outcome.steps or "-"),
+            outcome.regimes or "-",
+            "; ".join(outcome.notes),
+        )
+        for outcome in outcomes
+    ]
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header) - 1)]
+
+    def line(row: Sequence[str]) -> str:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        return "  ".join([*cells, row[-1]]).rstrip()
+
+    lines = [line(header), line(["-" * width for width in widths] + ["-----"])]
+    lines.extend(line(row) for row in rows)
+    failed = [outcome for outcome in outcomes if not outcome.passed]
+    verdict = "PASSED" if not failed else f"FAILED ({', '.join(o.name for o in failed)})"
+    lines.append(f"\n{verdict} in {seconds:.0f} s")
+    for outcome in failed:
+        if outcome.recipe:
+            lines.append(f"\nreplay {outcome.name}:")
+            lines.extend(f"  {step}" for step in outcome.recipe)
+    return "\n".join(lines)
+
+
+# --- the command line ------------------------------------------------------------------------
+
+
+def default_profile() -> str:
+    """Return the profile to use unless told: ``HYPOTHESIS_PROFILE``, else ci on CI, else dev."""
+    named = os.environ.get(PROFILE_ENV)
+    if named:
+        return named
+    return "ci" if os.environ.get("CI") else "dev"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``flowpace verify`` to ``parser``."""
+    parser.add_argument(
+        "--profile",
+        default=None,
+        choices=PROFILES,
+        help="Hypothesis profile: dev (fast), ci (derandomized, the default when CI is set) "
+        f"or nightly (long); default: ${PROFILE_ENV}, else ci on CI, else dev",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(os.cpu_count() or 1, 2),
+        help="checks (and planted-bug hunts) run side by side (default: 2, or 1 on one core)",
+    )
+    parser.add_argument(
+        "--shards",
+        type=int,
+        default=1,
+        help="processes per Hypothesis check, each with its own seed (not under ci)",
+    )
+    parser.add_argument(
+        "--database",
+        default=None,
+        help="a shared Hypothesis example database: a directory, or redis://host:port/db "
+        f"(sets ${DATABASE_ENV})",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=CHECK_NAMES,
+        default=[],
+        help="run only this check (repeatable)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=1_800.0,
+        help="seconds one check process may take before it counts as failed (default 1800)",
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the campaign the parsed ``args`` describe; return 0 iff every check passed."""
+    profile = args.profile or default_profile()
+    if args.database:
+        os.environ[DATABASE_ENV] = args.database
+    # Logs outlive a failing run, so that its replay recipe can point at them.
+    logs = Path(tempfile.mkdtemp(prefix="flowpace-verify-"))
+    campaign = Campaign(
+        root=project_root(),
+        profile=profile,
+        workers=max(args.workers, 1),
+        shards=max(args.shards, 1),
+        only=tuple(args.only),
+        logs=logs,
+        timeout=args.timeout,
+    )
+    started = time.monotonic()
+    outcomes = run_campaign(campaign)
+    print(summary(outcomes, time.monotonic() - started), file=campaign.out)
+    passed = all(outcome.passed for outcome in outcomes)
+    if passed:
+        shutil.rmtree(logs, ignore_errors=True)
+    return 0 if passed else 1
