@@ -4,8 +4,8 @@ A trace (format: ``tests/vectors/FORMAT.md``) is a configuration followed by ope
 expected lines are what the seed answered. A *target* replays the operations on a virtual
 clock, where time moves only by ``advance`` lines and by sleeping, and renders each answer in
 the trace's own vocabulary, so an expected line and an answer compare as plain JSON values.
-Only the fields an expected line holds are compared, which lets traces recorded from a running
-system leave out what they could not observe.
+Only the fields an expected line holds are compared (and an error, always), which lets
+traces recorded from a running system leave out what they could not observe.
 """
 
 from __future__ import annotations
@@ -100,9 +100,12 @@ def replay(vector: Vector, factory: TargetFactory) -> Mismatch | None:
     for index, expected in enumerate(vector.expected):
         got = target.start() if index == 0 else target.apply(vector.trace[index])
         got = {"i": index, **got}
-        differing = tuple(key for key in expected if got.get(key, _ABSENT) != expected[key])
+        # An error is always compared: a line that raised must say so to pass, even where
+        # the expected line (from a recording) leaves other fields out.
+        compared = [*expected, *(["error"] if "error" in got and "error" not in expected else [])]
+        differing = tuple(key for key in compared if got.get(key, _ABSENT) != expected.get(key))
         if differing:
-            shown = {key: got.get(key) for key in expected}
+            shown = {key: got.get(key) for key in compared}
             return Mismatch(index=index, fields=differing, expected=expected, got=shown)
     if len(vector.expected) != len(vector.trace):
         got = {"error": f"{len(vector.trace)} trace lines but {len(vector.expected)} answers"}
