@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Final
 
+from flowpace_reference.contracts import satisfies_guarantees  # noqa: F401  # read by the contracts
 from flowpace_reference.types import Config, Options
 from flowpace_reference.u64 import U32_MAX, U64_MAX
 
@@ -48,6 +49,9 @@ def options_from_mapping(values: Mapping[str, object]) -> Options:
 
     Raises TypeError for a name that is not an option. The values themselves are checked by
     `normalise`.
+
+    post: all(getattr(__return__, name) == values[name] for name in values)
+    raises: TypeError
     """
     unknown = sorted(set(values) - set(OPTION_NAMES))
     if unknown:
@@ -59,9 +63,15 @@ def check_options(options: Options) -> None:
     """
     Raise TypeError or ValueError, naming the option, if ``options`` cannot be normalised.
 
-    Spec CFG-3: flags must be ``bool``; numbers must be ``int`` (not ``bool``), non-negative
+    Spec CFG-3 and DIV-5: flags must be ``bool``; numbers must be ``int`` (not ``bool``), non-negative
     and within their ``u32`` or ``u64`` field; soft and hard must not normalise to
     ``u32::MAX``, where upstream's ``soft + 1`` or ``hard + 1`` overflows.
+
+    post: all(0 <= getattr(options, name) <= U32_MAX for name in U32_OPTIONS)
+    post: all(0 <= getattr(options, name) <= U64_MAX for name in U64_OPTIONS)
+    post: max(options.bp_soft_debt_units, 1) < U32_MAX
+    post: max(options.bp_hard_debt_units, options.bp_soft_debt_units + 1) < U32_MAX
+    raises: TypeError, ValueError
     """
     for name in FLAG_OPTIONS:
         value = getattr(options, name)
@@ -103,6 +113,7 @@ def normalised_hard(soft: int, hard: int) -> int:
     pre: 1 <= soft < U32_MAX
     pre: 0 <= hard <= U32_MAX
     post: __return__ > soft
+    post: __return__ == hard or hard <= soft
     """
     return soft + 1 if hard <= soft else hard
 
@@ -123,6 +134,8 @@ def normalise(options: Options) -> Config:
     post: __return__.bp_flush_unit_bytes >= 1 and __return__.bp_floor_bps >= 1
     post: __return__.bp_warmup_min_samples >= 1 and __return__.bp_idle_reset_ms >= 1
     post: __return__.bp_max_delay_us >= 1
+    post: satisfies_guarantees(__return__)
+    raises: TypeError, ValueError
     """
     check_options(options)
     min_ratio = min(max(options.bp_min_ratio_pct, 1), 100)
@@ -152,5 +165,9 @@ def normalise(options: Options) -> Config:
 
 
 def config_as_dict(config: Config) -> dict[str, bool | int]:
-    """Return ``config`` as a mapping from option name to value, in upstream order."""
+    """
+    Return ``config`` as a mapping from option name to value, in upstream order.
+
+    post: tuple(__return__) == OPTION_NAMES
+    """
     return {name: getattr(config, name) for name in OPTION_NAMES}
