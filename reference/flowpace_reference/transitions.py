@@ -15,6 +15,20 @@ from __future__ import annotations
 
 import dataclasses
 
+from flowpace_reference.contracts import (  # noqa: F401  # read by the contracts in docstrings
+    ZERO_DELAY_REGIMES,
+    at_stop,
+    idle_at_least,
+    is_ewma_step,
+    is_paced,
+    is_time,
+    is_u64,
+    may_delay,
+    same_except,
+    satisfies_guarantees,
+    state_in_domain,
+    task_in_domain,
+)
 from flowpace_reference.measures import (
     cold_start_ready,
     debt_milli_units,
@@ -61,7 +75,12 @@ ELAPSED_NS_LIMIT = (U64_MAX + 1) * 10**9
 
 
 def check_u64(name: str, value: int) -> None:
-    """Raise TypeError or ValueError, naming ``name``, unless ``value`` is a u64 (spec ERR-3)."""
+    """
+    Raise TypeError or ValueError, naming ``name``, unless ``value`` is a u64 (spec ERR-3).
+
+    post: is_u64(value)
+    raises: TypeError, ValueError
+    """
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {value!r}")
     if not 0 <= value <= U64_MAX:
@@ -69,7 +88,12 @@ def check_u64(name: str, value: int) -> None:
 
 
 def check_elapsed(elapsed_ns: int) -> None:
-    """Raise TypeError or ValueError unless a Rust ``Duration`` holds ``elapsed_ns`` (ERR-3)."""
+    """
+    Raise TypeError or ValueError unless a Rust ``Duration`` holds ``elapsed_ns`` (ERR-3).
+
+    post: 0 <= elapsed_ns < ELAPSED_NS_LIMIT
+    raises: TypeError, ValueError
+    """
     if isinstance(elapsed_ns, bool) or not isinstance(elapsed_ns, int):
         raise TypeError(f"elapsed_ns must be an int, got {elapsed_ns!r}")
     if not 0 <= elapsed_ns < ELAPSED_NS_LIMIT:
@@ -77,13 +101,24 @@ def check_elapsed(elapsed_ns: int) -> None:
 
 
 def check_live(task: TaskState, operation: str) -> None:
-    """Raise TaskStateError if ``task`` is finished (spec ERR-1, DIV-2)."""
+    """
+    Raise TaskStateError if ``task`` is finished (spec ERR-1, DIV-2).
+
+    post: not task.done
+    raises: TaskStateError
+    """
     if task.done:
         raise TaskStateError(f"{operation} on a finished task")
 
 
 def checked_debt(debt: int) -> int:
-    """Return ``debt`` unless it exceeds ``u64::MAX``; then raise (spec ERR-2, DIV-3)."""
+    """
+    Return ``debt`` unless it exceeds ``u64::MAX``; then raise (spec ERR-2, DIV-3).
+
+    pre: debt >= 0
+    post: __return__ == debt <= U64_MAX
+    raises: DebtOverflowError
+    """
     if debt > U64_MAX:
         raise DebtOverflowError(f"debt would exceed u64::MAX ({debt} > {U64_MAX})")
     return debt
@@ -96,9 +131,12 @@ def new_controller(config: Config, now_ns: int) -> ControllerState:
     """
     Return the state of a controller built at ``now_ns`` (spec ST-1).
 
+    pre: satisfies_guarantees(config)
     pre: now_ns >= 0
+    post: state_in_domain(config, __return__)
     post: __return__.debt_bytes == 0 and __return__.idle_since == now_ns
     post: __return__.adaptive_floor_bps == config.bp_floor_bps
+    post: not cold_start_ready(config, __return__)
     """
     return ControllerState(
         debt_bytes=0,
@@ -120,7 +158,10 @@ def idle_expired(config: Config, state: ControllerState, now_ns: int) -> bool:
     """
     Return whether the controller has been idle for at least the idle-reset interval (FC-12).
 
+    pre: satisfies_guarantees(config) and state_in_domain(config, state)
     pre: state.idle_since is None or now_ns >= state.idle_since
+    post: state.idle_since is not None or not __return__
+    post: __return__ == idle_at_least(state, now_ns, config.bp_idle_reset_ms)
     """
     if state.idle_since is None:
         return False
@@ -131,9 +172,14 @@ def forget_throughput(config: Config, state: ControllerState) -> ControllerState
     """
     Return ``state`` with throughput history forgotten after an idle spell (spec FC-12).
 
-    post: __return__.debt_bytes == state.debt_bytes
-    post: __return__.io_sample_count == 0
+    pre: satisfies_guarantees(config) and state_in_domain(config, state)
+    post: state_in_domain(config, __return__)
+    post: __return__.io_bps_ewma == 0 and __return__.e2e_bps_ewma == 0
+    post: __return__.io_sample_count == 0 and not cold_start_ready(config, __return__)
     post: __return__.adaptive_floor_bps == config.bp_floor_bps
+    post: __return__.debt_bytes == state.debt_bytes
+    post: __return__.idle_since == state.idle_since
+    post: __return__.next_flush_at == state.next_flush_at
     """
     return dataclasses.replace(
         state,
@@ -150,8 +196,11 @@ def mark_idle(state: ControllerState, now_ns: int) -> ControllerState:
 
     Spec FC-12.
 
-    post: __return__.idle_since is not None
+    pre: now_ns >= 0
+    post: state.idle_since is None or __return__.idle_since == state.idle_since
+    post: state.idle_since is not None or __return__.idle_since == now_ns
     post: __return__.next_flush_at is None
+    post: __return__.debt_bytes == state.debt_bytes
     """
     idle_since = now_ns if state.idle_since is None else state.idle_since
     return dataclasses.replace(state, idle_since=idle_since, next_flush_at=None)
@@ -164,8 +213,13 @@ def with_io_sample(config: Config, state: ControllerState, sample: int) -> Contr
     """
     Return ``state`` after an I/O throughput sample: EWMA, floor and sample count (FC-2).
 
-    pre: 0 <= sample <= U64_MAX
+    pre: satisfies_guarantees(config) and state_in_domain(config, state)
+    pre: is_u64(sample)
+    post: state_in_domain(config, __return__)
+    post: is_ewma_step(state.io_bps_ewma, sample, __return__.io_bps_ewma)
     post: __return__.io_sample_count == min(state.io_sample_count + 1, U64_MAX)
+    post: __return__.adaptive_floor_bps >= state.adaptive_floor_bps
+    post: __return__.e2e_bps_ewma == state.e2e_bps_ewma
     """
     return dataclasses.replace(
         state,
@@ -180,8 +234,13 @@ def with_e2e_sample(config: Config, state: ControllerState, sample: int) -> Cont
     """
     Return ``state`` after an end-to-end throughput sample: EWMA and floor (spec FC-5).
 
-    pre: 0 <= sample <= U64_MAX
+    pre: satisfies_guarantees(config) and state_in_domain(config, state)
+    pre: is_u64(sample)
+    post: state_in_domain(config, __return__)
+    post: is_ewma_step(state.e2e_bps_ewma, sample, __return__.e2e_bps_ewma)
     post: __return__.io_sample_count == state.io_sample_count
+    post: __return__.adaptive_floor_bps >= state.adaptive_floor_bps
+    post: __return__.io_bps_ewma == state.io_bps_ewma
     """
     return dataclasses.replace(
         state,
@@ -197,9 +256,11 @@ def floor_after(config: Config, adaptive_floor_bps: int, sample: int) -> int:
     Spec AR-6: the seed returns from ``update_ewma`` before raising the floor when the sample
     is 0.
 
-    pre: 0 <= adaptive_floor_bps <= U64_MAX
-    pre: 0 <= sample <= U64_MAX
-    post: __return__ >= adaptive_floor_bps
+    pre: satisfies_guarantees(config)
+    pre: config.bp_floor_bps <= adaptive_floor_bps <= U64_MAX
+    pre: is_u64(sample)
+    post: adaptive_floor_bps <= __return__ <= U64_MAX
+    post: sample != 0 or __return__ == adaptive_floor_bps
     """
     if sample == 0:
         return adaptive_floor_bps
@@ -216,12 +277,17 @@ def enqueue(config: Config, state: ControllerState, est_bytes: int, now_ns: int)
     Raises TypeError or ValueError for a bad estimate (ERR-3) and DebtOverflowError when
     the debt would exceed u64::MAX (ERR-2).
 
-    pre: state.idle_since is None or now_ns >= state.idle_since
-    pre: 0 <= state.debt_bytes <= U64_MAX
+    pre: satisfies_guarantees(config) and state_in_domain(config, state)
+    pre: is_u64(est_bytes) and state.debt_bytes + est_bytes <= U64_MAX
+    pre: now_ns >= 0 and (state.idle_since is None or now_ns >= state.idle_since)
     post: __return__.state.debt_bytes == state.debt_bytes + est_bytes
+    post: state_in_domain(config, __return__.state)
+    post: __return__.task == TaskState(enqueue_at=now_ns, est_bytes=est_bytes)
     post: __return__.state.idle_since is None
-    post: __return__.task.est_bytes == est_bytes and __return__.task.enqueue_at == now_ns
-    raises: DebtOverflowError, TypeError, ValueError
+    post: __return__.state.adaptive_floor_bps in (state.adaptive_floor_bps, config.bp_floor_bps)
+    post: idle_expired(config, state, now_ns) or __return__.state.io_bps_ewma == state.io_bps_ewma
+    post: not idle_expired(config, state, now_ns) or __return__.state.io_sample_count == 0
+    post: __return__.state.next_flush_at == state.next_flush_at
     """
     check_u64("est_bytes", est_bytes)
     debt = checked_debt(state.debt_bytes + est_bytes)
@@ -246,12 +312,20 @@ def io_built(
     finished task or a second report (ERR-1), DebtOverflowError (ERR-2), TypeError or
     ValueError for bad arguments (ERR-3).
 
-    pre: 0 <= state.debt_bytes <= U64_MAX
+    pre: satisfies_guarantees(config) and state_in_domain(config, state) and task_in_domain(task)
+    pre: is_u64(nbytes) and 0 <= elapsed_ns < ELAPSED_NS_LIMIT
     pre: outstanding_charge(task) <= state.debt_bytes
+    pre: nbytes <= task.est_bytes or state.debt_bytes + (nbytes - task.est_bytes) <= U64_MAX
     post: __return__.state.debt_bytes == state.debt_bytes - task.est_bytes + nbytes
     post: outstanding_charge(__return__.task) == nbytes
-    post: __return__.task.outcome == Outcome.FLUSHED
-    raises: TaskStateError, DebtOverflowError, TypeError, ValueError
+    post: __return__.task.outcome is Outcome.FLUSHED and __return__.task.io_reported
+    post: state_in_domain(config, __return__.state) and task_in_domain(__return__.task)
+    post: __return__.state.adaptive_floor_bps >= state.adaptive_floor_bps
+    post: __return__.state.io_sample_count - state.io_sample_count in (0, 1)
+    post: __return__.state.e2e_bps_ewma == state.e2e_bps_ewma
+    post: __return__.state.idle_since == state.idle_since
+    post: __return__.state.next_flush_at == state.next_flush_at
+    raises: TaskStateError
     """
     check_u64("nbytes", nbytes)
     check_elapsed(elapsed_ns)
@@ -284,7 +358,9 @@ def mark_outcome(task: TaskState, outcome: Outcome) -> TaskState:
     Raises TaskStateError for a finished task (ERR-1), TypeError for a non-outcome (ERR-3).
 
     post: __return__.outcome == outcome
-    raises: TaskStateError, TypeError
+    post: outstanding_charge(__return__) == outstanding_charge(task)
+    post: same_except(__return__, task, "outcome")
+    raises: TaskStateError
     """
     if not isinstance(outcome, Outcome):
         raise TypeError(f"outcome must be an Outcome, got {outcome!r}")
@@ -299,6 +375,7 @@ def force_bypass(task: TaskState) -> TaskState:
     Raises TaskStateError for a finished task (ERR-1).
 
     post: __return__.force_bypass
+    post: same_except(__return__, task, "force_bypass")
     raises: TaskStateError
     """
     check_live(task, "force_bypass")
@@ -313,11 +390,19 @@ def mark_done(config: Config, state: ControllerState, task: TaskState, now_ns: i
     (FC-12); a flushed task with a non-zero charge and duration is an end-to-end sample.
     Raises TaskStateError for a finished task (ERR-1).
 
+    pre: satisfies_guarantees(config) and state_in_domain(config, state) and task_in_domain(task)
     pre: now_ns >= task.enqueue_at
-    pre: 0 <= state.debt_bytes <= U64_MAX
     pre: outstanding_charge(task) <= state.debt_bytes
     post: __return__.state.debt_bytes == state.debt_bytes - outstanding_charge(task)
     post: __return__.task.done
+    post: same_except(__return__.task, task, "done")
+    post: state_in_domain(config, __return__.state)
+    post: __return__.state.debt_bytes != 0 or __return__.state.next_flush_at is None
+    post: __return__.state.debt_bytes != 0 or __return__.state.idle_since is not None
+    post: __return__.state.adaptive_floor_bps >= state.adaptive_floor_bps
+    post: task.outcome is Outcome.FLUSHED or __return__.state.e2e_bps_ewma == state.e2e_bps_ewma
+    post: __return__.state.io_bps_ewma == state.io_bps_ewma
+    post: __return__.state.io_sample_count == state.io_sample_count
     raises: TaskStateError
     """
     check_live(task, "mark_done")
@@ -342,8 +427,12 @@ def foreground_regime(config: Config, state: ControllerState, write_bytes: int) 
 
     The zero-delay rules are tried in the seed's order; the first that applies decides.
 
-    pre: 0 <= write_bytes <= U64_MAX
-    pre: 0 <= state.debt_bytes <= U64_MAX
+    pre: satisfies_guarantees(config) and state_in_domain(config, state)
+    pre: is_u64(write_bytes)
+    post: __return__ is not ForegroundRegime.NO_THROUGHPUT
+    post: (__return__ in ZERO_DELAY_REGIMES) != may_delay(config, state, write_bytes)
+    post: (__return__ is ForegroundRegime.STOP) == at_stop(config, state, write_bytes)
+    post: __return__ is not ForegroundRegime.COLD_THROTTLED or not cold_start_ready(config, state)
     """
     if not config.enable_backpressure:
         return ForegroundRegime.DISABLED
@@ -371,7 +460,12 @@ def foreground_regime(config: Config, state: ControllerState, write_bytes: int) 
 
 
 def base_throughput(config: Config, state: ControllerState) -> int:
-    """Return the throughput delays are computed from: the floor cold, the disk rate warm."""
+    """
+    Return the throughput delays are computed from: the floor cold, the disk rate warm.
+
+    pre: satisfies_guarantees(config) and state_in_domain(config, state)
+    post: __return__ >= 1
+    """
     if cold_start_ready(config, state):
         return disk_bps(config, state)
     return effective_floor_bps(config, state)
@@ -385,10 +479,9 @@ def throttled_delay_us(config: Config, state: ControllerState, write_bytes: int)
     the base threshold, never below ``bp_min_ratio_pct``; in steady state the publish guard
     scales it further; at or above hard the delay doubles; it never exceeds the maximum.
 
-    pre: 0 <= write_bytes <= U64_MAX
-    pre: 1 <= state.debt_bytes <= U64_MAX
-    pre: 1 <= config.bp_min_ratio_pct <= 100
-    pre: config.bp_max_delay_us <= U64_MAX
+    pre: satisfies_guarantees(config) and state_in_domain(config, state)
+    pre: is_u64(write_bytes)
+    pre: state.debt_bytes >= 1
     post: 0 <= __return__ <= config.bp_max_delay_us
     """
     debt_mu = debt_milli_units(config, state.debt_bytes)
@@ -415,10 +508,11 @@ def foreground_delay_us(config: Config, state: ControllerState, write_bytes: int
     """
     Return the microseconds a ``write_bytes`` foreground write waits (spec FC-6 to FC-8).
 
-    pre: 0 <= write_bytes <= U64_MAX
-    pre: 0 <= state.debt_bytes <= U64_MAX
-    pre: 1 <= config.bp_min_ratio_pct <= 100
+    pre: satisfies_guarantees(config) and state_in_domain(config, state)
+    pre: is_u64(write_bytes)
     post: 0 <= __return__ <= config.bp_max_delay_us
+    post: may_delay(config, state, write_bytes) or __return__ == 0
+    post: not at_stop(config, state, write_bytes) or __return__ == config.bp_max_delay_us
     """
     regime = foreground_regime(config, state, write_bytes)
     if regime is ForegroundRegime.STOP:
@@ -443,11 +537,13 @@ def before_foreground_write(
     The write changes no state. A non-zero delay is reported after it was slept. Raises
     TypeError or ValueError for a bad size (ERR-3).
 
-    pre: 0 <= state.debt_bytes <= U64_MAX
-    pre: 1 <= config.bp_min_ratio_pct <= 100
+    pre: satisfies_guarantees(config) and state_in_domain(config, state)
+    pre: is_u64(write_bytes)
     post: 0 <= __return__.delay_us <= config.bp_max_delay_us
-    post: (__return__.delay_us == 0) == (len(__return__.emissions) == 0)
-    raises: TypeError, ValueError
+    post: __return__.delay_us == foreground_delay_us(config, state, write_bytes)
+    post: __return__.regime is foreground_regime(config, state, write_bytes)
+    post: (__return__.delay_us == 0) == (__return__.emissions == ())
+    post: __return__.emissions == () or __return__.emissions[-1].value == __return__.delay_us
     """
     check_u64("write_bytes", write_bytes)
     regime = foreground_regime(config, state, write_bytes)
@@ -468,7 +564,10 @@ def flush_decision(config: Config, state: ControllerState, task: TaskState) -> F
     """
     Return whether a flush of ``task`` is paced, or why not, in the seed's order (FC-9).
 
-    pre: 0 <= state.debt_bytes <= U64_MAX
+    pre: satisfies_guarantees(config) and state_in_domain(config, state)
+    post: config.enable_flush_pacing or __return__ is FlushDecision.PACING_DISABLED
+    post: __return__ is not FlushDecision.NO_THROUGHPUT
+    post: (__return__ is FlushDecision.PACED) == is_paced(config, state, task)
     """
     if not config.enable_flush_pacing:
         return FlushDecision.PACING_DISABLED
@@ -500,9 +599,8 @@ def pacing_interval_us(config: Config, state: ControllerState, task: TaskState) 
     """
     Return how long a paced flush of ``task`` holds back the next one, in µs (spec FC-10).
 
+    pre: satisfies_guarantees(config) and state_in_domain(config, state) and task_in_domain(task)
     pre: cold_start_ready(config, state)
-    pre: 1 <= config.bp_max_delay_us <= U64_MAX
-    pre: 0 <= task.est_bytes <= U64_MAX
     post: 1 <= __return__ <= config.bp_max_delay_us
     """
     nbytes = max(task.est_bytes, 1)
@@ -516,10 +614,17 @@ def plan_flush(config: Config, state: ControllerState, task: TaskState, now_ns: 
     A paced flush sleeps until the pacing deadline, at most the maximum delay; the first
     paced flush after idle never sleeps. Raises TaskStateError for a finished task (ERR-1).
 
+    pre: satisfies_guarantees(config) and state_in_domain(config, state) and task_in_domain(task)
     pre: now_ns >= 0
-    pre: 0 <= state.debt_bytes <= U64_MAX
-    post: 0 <= __return__.sleep_ns <= config.bp_max_delay_us * 1000
-    post: __return__.decision == FlushDecision.PACED or __return__.sleep_ns == 0
+    post: 0 <= __return__.sleep_ns <= config.bp_max_delay_us * NANOS_PER_MICRO
+    post: __return__.decision is FlushDecision.PACED or __return__.sleep_ns == 0
+    post: __return__.decision is FlushDecision.PACED or __return__.interval_us == 0
+    post: __return__.decision is not FlushDecision.PACED or __return__.interval_us >= 1
+    post: __return__.interval_us <= config.bp_max_delay_us
+    post: state.next_flush_at is None or __return__.sleep_ns <= max(state.next_flush_at - now_ns, 0)
+    post: state.next_flush_at is not None or __return__.sleep_ns == 0
+    post: (__return__.sleep_ns != 0) == (len(__return__.emissions) == 2)
+    post: __return__.decision is flush_decision(config, state, task)
     raises: TaskStateError
     """
     check_live(task, "before_flush")
@@ -557,9 +662,13 @@ def commit_flush(state: ControllerState, plan: FlushPlan, now_ns: int) -> Contro
     A paced flush pushes the deadline one interval past the later of the current deadline and
     now; any other plan changes nothing. The deadline is read here, at commit time.
 
-    pre: now_ns >= 0
-    post: plan.decision != FlushDecision.PACED or __return__.next_flush_at is not None
-    post: plan.decision == FlushDecision.PACED or __return__ == state
+    pre: now_ns >= 0 and is_time(state.next_flush_at)
+    pre: plan.interval_us >= 0
+    post: plan.decision is FlushDecision.PACED or __return__ == state
+    post: same_except(__return__, state, "next_flush_at")
+    post: plan.decision is not FlushDecision.PACED or __return__.next_flush_at is not None
+    post: __return__ == state or __return__.next_flush_at >= now_ns + plan.interval_us * 1000
+    post: state.next_flush_at is None or __return__.next_flush_at >= state.next_flush_at
     """
     if plan.decision is not FlushDecision.PACED:
         return state
@@ -574,8 +683,9 @@ def enter_teardown(state: ControllerState) -> ControllerState:
     """
     Return ``state`` with one more teardown scope open (spec FC-11).
 
-    raises: DebtOverflowError
+    pre: 0 <= state.teardown_bypass_scopes < U64_MAX
     post: __return__.teardown_bypass_scopes == state.teardown_bypass_scopes + 1
+    post: same_except(__return__, state, "teardown_bypass_scopes")
     """
     return dataclasses.replace(
         state, teardown_bypass_scopes=checked_scope(state.teardown_bypass_scopes + 1)
@@ -586,8 +696,9 @@ def leave_teardown(state: ControllerState) -> ControllerState:
     """
     Return ``state`` with one teardown scope fewer; none open stays none (spec FC-11).
 
-    pre: state.teardown_bypass_scopes >= 0
+    pre: is_u64(state.teardown_bypass_scopes)
     post: __return__.teardown_bypass_scopes == max(state.teardown_bypass_scopes - 1, 0)
+    post: same_except(__return__, state, "teardown_bypass_scopes")
     """
     return dataclasses.replace(
         state, teardown_bypass_scopes=saturating_sub(state.teardown_bypass_scopes, 1)
@@ -598,8 +709,9 @@ def enter_starving(state: ControllerState) -> ControllerState:
     """
     Return ``state`` with one more arena-starvation scope open (spec FC-11).
 
-    raises: DebtOverflowError
+    pre: 0 <= state.arena_starving_scopes < U64_MAX
     post: __return__.arena_starving_scopes == state.arena_starving_scopes + 1
+    post: same_except(__return__, state, "arena_starving_scopes")
     """
     return dataclasses.replace(
         state, arena_starving_scopes=checked_scope(state.arena_starving_scopes + 1)
@@ -610,8 +722,9 @@ def leave_starving(state: ControllerState) -> ControllerState:
     """
     Return ``state`` with one arena-starvation scope fewer; none open stays none (FC-11).
 
-    pre: state.arena_starving_scopes >= 0
+    pre: is_u64(state.arena_starving_scopes)
     post: __return__.arena_starving_scopes == max(state.arena_starving_scopes - 1, 0)
+    post: same_except(__return__, state, "arena_starving_scopes")
     """
     return dataclasses.replace(
         state, arena_starving_scopes=saturating_sub(state.arena_starving_scopes, 1)
@@ -619,7 +732,13 @@ def leave_starving(state: ControllerState) -> ControllerState:
 
 
 def checked_scope(count: int) -> int:
-    """Return ``count`` unless it exceeds ``u64::MAX``; then raise (spec ERR-2, DIV-3)."""
+    """
+    Return ``count`` unless it exceeds ``u64::MAX``; then raise (spec ERR-2, DIV-3).
+
+    pre: count >= 0
+    post: __return__ == count <= U64_MAX
+    raises: DebtOverflowError
+    """
     if count > U64_MAX:
         raise DebtOverflowError(f"scope count would exceed u64::MAX ({count})")
     return clamp_u64(count)

@@ -1,0 +1,653 @@
+"""Symbolic checks of the reference model with CrossHair, within a time budget.
+
+The reference model states the specification's properties as PEP 316 contracts in its
+docstrings (``pre:``, ``post:``, ``raises:``), and `flowpace_reference.symbolic` adds harness
+functions, written as plain ``assert`` statements, that check the properties a solver cannot
+decide in general on a few concrete configurations (spec CFG-4, INV-1 to INV-9). This module
+runs CrossHair on every condition of both and says, for each one, what CrossHair established:
+
+- ``proven``: every execution path was explored and the condition held on each (CrossHair's
+  "Confirmed over all paths"); for a contract, this assumes the contracts of the model
+  functions it calls, which are checked in their turn;
+- ``held``: no counterexample was found on the paths explored before the per-condition timeout;
+  ``paths`` says on how many paths the condition was evaluated and held;
+- ``vacuous``: no explored path reached the condition (its precondition was never met, or the
+  solver could not decide any path); nothing was checked, so the run fails;
+- ``counterexample``: CrossHair found inputs that break the condition; the run fails;
+- ``error``: the condition could not be checked (a syntax error in a contract, a failed
+  import, a crash of CrossHair); the run fails;
+- ``not run``: the time budget ran out first; the run fails.
+
+Entry point: `run_symbolic_checks` (what ``flowpace verify`` runs, through ``python -m
+flowpace.symbolic``). The checks run in worker processes, ``jobs`` at a time, each worker
+taking the next condition as soon as it is free; the per-condition timeout is derived from the
+budget unless given. CrossHair is a development dependency: it is imported only by the
+workers, and a missing CrossHair is reported as an error, never as a pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import IO, Final, Self
+
+PROVEN: Final = "proven"
+HELD: Final = "held"
+VACUOUS: Final = "vacuous"
+COUNTEREXAMPLE: Final = "counterexample"
+ERROR: Final = "error"
+NOT_RUN: Final = "not run"
+PASSING_OUTCOMES: Final = frozenset({PROVEN, HELD})
+"""The outcomes that let a run pass; every other outcome fails it."""
+
+PEP316: Final = "PEP316"
+ASSERTS: Final = "asserts"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A module to check by name, and the kind of conditions CrossHair reads in it."""
+
+    module: str
+    """The module's import name (CrossHair is always pointed at modules by name)."""
+    kind: str
+    """``PEP316`` for docstring contracts, ``asserts`` for assert-style harnesses."""
+    weight: float = 1.0
+    """How many shares of the budget each of its conditions gets."""
+
+
+MODEL_TARGETS: Final = (
+    Target("flowpace_reference.u64", PEP316),
+    Target("flowpace_reference.config", PEP316),
+    Target("flowpace_reference.measures", PEP316),
+    Target("flowpace_reference.transitions", PEP316),
+    # A harness fixes the configuration, so the solver decides far more of its paths: a
+    # second spent there goes deeper than one spent on a contract with a symbolic one.
+    Target("flowpace_reference.symbolic", ASSERTS, weight=6.0),
+)
+"""Every module of the model that carries conditions, and how to read them."""
+
+BUDGET_ENV: Final = "FLOWPACE_SYMBOLIC_BUDGET"
+"""Overrides the budget, in seconds, of ``python -m flowpace.symbolic``."""
+
+PROFILE_ENV: Final = "HYPOTHESIS_PROFILE"
+"""The campaign's profile: ``nightly`` selects the long budget."""
+
+BUDGETS: Final = {"dev": 90.0, "ci": 90.0, "nightly": 1_800.0}
+"""Budget in seconds by profile: CI's fits the default test run on 2 cores; nightly digs."""
+
+DEFAULT_JOBS: Final = 2
+"""Worker processes: the machine CI runs on has 2 cores."""
+
+MIN_CONDITION_TIMEOUT: Final = 1.0
+MAX_CONDITION_TIMEOUT: Final = 120.0
+"""Bounds of the derived per-condition timeout, in CPU seconds."""
+
+STARTUP_SECONDS: Final = 10.0
+"""Allowance, within the budget, for starting the workers and collecting the conditions."""
+
+OVERRUN_FACTOR: Final = 2.0
+"""The workers are stopped at this multiple of the budget: CrossHair's timeouts count CPU
+seconds, so a loaded machine stretches them in wall-clock time."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionResult:
+    """What CrossHair established about one condition."""
+
+    target: str
+    """The function the condition belongs to, by qualified name."""
+    line: int
+    """The condition's line in the function's source file."""
+    condition: str
+    """The condition's source text (``asserts`` for an assert-style harness)."""
+    outcome: str
+    """One of ``proven``, ``held``, ``vacuous``, ``counterexample``, ``error``, ``not run``."""
+    paths: int = 0
+    """Paths on which the condition was evaluated and held."""
+    iterations: int = 0
+    """Paths CrossHair explored, whatever their end."""
+    message: str = ""
+    """The counterexample or the error, as CrossHair words it."""
+    seconds: float = 0.0
+    """Wall-clock seconds spent on this condition."""
+    timeout: float = 0.0
+    """The CPU seconds CrossHair could spend on this condition."""
+
+    @property
+    def passed(self) -> bool:
+        """Return whether this outcome lets the run pass."""
+        return self.outcome in PASSING_OUTCOMES
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """The conditions of one function, as one check."""
+
+    target: str
+    """The function, by qualified name (``module.function``)."""
+    kind: str
+    """``PEP316`` or ``asserts``."""
+    conditions: tuple[ConditionResult, ...]
+    """Every condition of the function, in source order."""
+    errors: tuple[str, ...] = ()
+    """Errors that concern the whole target rather than one condition."""
+
+    @property
+    def counterexamples(self) -> tuple[ConditionResult, ...]:
+        """Return the conditions CrossHair broke."""
+        return tuple(c for c in self.conditions if c.outcome == COUNTEREXAMPLE)
+
+    @property
+    def seconds(self) -> float:
+        """Return the wall-clock seconds spent on this check's conditions."""
+        return sum(c.seconds for c in self.conditions)
+
+    @property
+    def passed(self) -> bool:
+        """Return whether every condition passed and nothing went wrong."""
+        return not self.errors and all(c.passed for c in self.conditions)
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolicReport:
+    """The result of one run of the symbolic checks."""
+
+    checks: tuple[CheckResult, ...]
+    """One check per function with conditions, and one per target that failed to load."""
+    per_condition_timeout: float
+    """CPU seconds each condition of weight 1 could take (others take their weight's share)."""
+    budget_seconds: float
+    """The run's budget."""
+    seconds: float
+    """Wall-clock seconds the run took."""
+    jobs: int
+    """Worker processes used."""
+
+    @property
+    def conditions(self) -> tuple[ConditionResult, ...]:
+        """Return every condition of every check."""
+        return tuple(c for check in self.checks for c in check.conditions)
+
+    @property
+    def passed(self) -> bool:
+        """Return whether every check passed."""
+        return bool(self.checks) and all(check.passed for check in self.checks)
+
+    def count(self, outcome: str) -> int:
+        """Return how many conditions ended with ``outcome``."""
+        return sum(1 for c in self.conditions if c.outcome == outcome)
+
+    def summary(self) -> str:
+        """Return the one-line verdict: counts by outcome, time and timeout."""
+        counts = ", ".join(
+            f"{self.count(outcome)} {outcome}"
+            for outcome in (PROVEN, HELD, VACUOUS, COUNTEREXAMPLE, ERROR, NOT_RUN)
+            if self.count(outcome) or outcome in PASSING_OUTCOMES
+        )
+        errors = sum(len(check.errors) for check in self.checks)
+        verdict = "passed" if self.passed else "FAILED"
+        return (
+            f"symbolic checks {verdict}: {len(self.conditions)} conditions of "
+            f"{len(self.checks)} functions: {counts}"
+            + (f", {errors} target error(s)" if errors else "")
+            + f"; {self.seconds:.0f} s, {self.per_condition_timeout:.1f} s per condition, "
+            f"{self.jobs} job(s)"
+        )
+
+    def to_json(self) -> str:
+        """Return the report as JSON."""
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+
+def format_report(report: SymbolicReport, *, verbose: bool = False) -> str:
+    """Return a readable report: failures in full, each check in a line if ``verbose``."""
+    lines: list[str] = []
+    for check in report.checks:
+        failing = [c for c in check.conditions if not c.passed]
+        if verbose or failing or check.errors:
+            proven = sum(1 for c in check.conditions if c.outcome == PROVEN)
+            lines.append(
+                f"{'ok  ' if check.passed else 'FAIL'} {check.target} [{check.kind}]: "
+                f"{proven}/{len(check.conditions)} proven, {check.seconds:.1f} s"
+            )
+        lines.extend(f"     error: {error}" for error in check.errors)
+        for condition in failing if not verbose else check.conditions:
+            detail = f" ({condition.message})" if condition.message else ""
+            lines.append(
+                f"     line {condition.line}: {condition.outcome}, {condition.paths} path(s): "
+                f"{condition.condition}{detail}"
+            )
+    lines.append(report.summary())
+    return "\n".join(lines)
+
+
+# --- running the workers ---------------------------------------------------------------------
+
+
+def budget_from_environment() -> float:
+    """Return the budget `BUDGET_ENV` sets, else the one of the profile `PROFILE_ENV` names."""
+    named = os.environ.get(BUDGET_ENV)
+    if named:
+        return float(named)
+    return BUDGETS.get(os.environ.get(PROFILE_ENV, "ci"), BUDGETS["ci"])
+
+
+def condition_timeout(budget_seconds: float, jobs: int, shares: float) -> float:
+    """Return the timeout of one share so that ``shares`` spend the budget on ``jobs`` workers."""
+    if shares <= 0:
+        return MIN_CONDITION_TIMEOUT
+    share = (budget_seconds - STARTUP_SECONDS) * jobs / shares
+    return min(max(share, MIN_CONDITION_TIMEOUT), MAX_CONDITION_TIMEOUT)
+
+
+def run_symbolic_checks(
+    budget_seconds: float,
+    *,
+    jobs: int = DEFAULT_JOBS,
+    targets: Sequence[Target] = MODEL_TARGETS,
+    per_condition_timeout: float | None = None,
+) -> SymbolicReport:
+    """
+    Return what CrossHair establishes about every condition of ``targets`` within the budget.
+
+    The conditions are collected first; unless ``per_condition_timeout`` is given, each gets
+    an equal share of ``budget_seconds`` on ``jobs`` workers (CPU seconds, within
+    `MIN_CONDITION_TIMEOUT` and `MAX_CONDITION_TIMEOUT`). Workers still running at
+    `OVERRUN_FACTOR` times the budget are stopped, and what they had not finished is
+    ``not run``.
+    """
+    started = time.monotonic()
+    deadline = started + OVERRUN_FACTOR * budget_seconds
+    with _WorkerPool(max(jobs, 1), deadline) as pool:
+        jobs_to_run, load_errors = _collect(pool, targets)
+        shares = sum(float(str(job["weight"])) for job in jobs_to_run)
+        timeout = per_condition_timeout or condition_timeout(
+            budget_seconds - (time.monotonic() - started), max(jobs, 1), shares
+        )
+        for job in jobs_to_run:
+            job["timeout"] = min(timeout * float(str(job["weight"])), MAX_CONDITION_TIMEOUT)
+        answers = pool.run(jobs_to_run)
+    results = [
+        _condition_result(job, answer) for job, answer in zip(jobs_to_run, answers, strict=True)
+    ]
+    return SymbolicReport(
+        checks=(*load_errors, *_group(results, jobs_to_run)),
+        per_condition_timeout=timeout,
+        budget_seconds=budget_seconds,
+        seconds=time.monotonic() - started,
+        jobs=max(jobs, 1),
+    )
+
+
+def planned_timeout(
+    budget_seconds: float, *, jobs: int = DEFAULT_JOBS, targets: Sequence[Target] = MODEL_TARGETS
+) -> float:
+    """
+    Return the per-condition timeout `run_symbolic_checks` would derive for ``targets``.
+
+    For running the targets in several parts (one test per module, say) with the timeout of
+    one run within ``budget_seconds``.
+    """
+    with _WorkerPool(1, time.monotonic() + STARTUP_SECONDS * 6) as pool:
+        jobs_to_run, _ = _collect(pool, targets)
+    shares = sum(float(str(job["weight"])) for job in jobs_to_run)
+    return condition_timeout(budget_seconds, max(jobs, 1), shares)
+
+
+def _collect(
+    pool: _WorkerPool, targets: Sequence[Target]
+) -> tuple[list[dict[str, object]], list[CheckResult]]:
+    """Return a job for every condition of ``targets``, and a check for each that failed."""
+    collected = pool.run([{"collect": t.module, "kind": t.kind} for t in targets])
+    jobs_to_run: list[dict[str, object]] = []
+    load_errors: list[CheckResult] = []
+    for target, answer in zip(targets, collected, strict=True):
+        if "error" in answer:
+            load_errors.append(CheckResult(target.module, target.kind, (), (str(answer["error"]),)))
+            continue
+        jobs_to_run.extend(
+            {**item, "kind": target.kind, "weight": target.weight}
+            for item in _as_list(answer["conditions"])
+        )
+    return jobs_to_run, load_errors
+
+
+def _as_list(value: object) -> list[dict[str, object]]:
+    """Return ``value``, a list of JSON objects from a worker."""
+    if not isinstance(value, list):
+        raise TypeError(f"a worker answered {value!r} where a list was expected")
+    return value
+
+
+def _condition_result(job: dict[str, object], answer: dict[str, object]) -> ConditionResult:
+    """Return the result of one condition from its job and the worker's answer."""
+    return ConditionResult(
+        target=f"{job['module']}.{job['function']}",
+        line=int(str(job["line"])),
+        condition=str(job["condition"]),
+        outcome=str(answer.get("outcome", ERROR)),
+        paths=int(str(answer.get("paths", 0))),
+        iterations=int(str(answer.get("iterations", 0))),
+        message=str(answer.get("message", answer.get("error", ""))),
+        seconds=float(str(answer.get("seconds", 0.0))),
+        timeout=float(str(job["timeout"])),
+    )
+
+
+def _group(
+    results: Sequence[ConditionResult], jobs: Sequence[dict[str, object]]
+) -> Iterator[CheckResult]:
+    """Yield one check per function, in the order the functions were collected."""
+    by_target: dict[str, list[ConditionResult]] = {}
+    kinds: dict[str, str] = {}
+    for result, job in zip(results, jobs, strict=True):
+        by_target.setdefault(result.target, []).append(result)
+        kinds[result.target] = str(job["kind"])
+    for target, conditions in by_target.items():
+        yield CheckResult(target, kinds[target], tuple(sorted(conditions, key=lambda c: c.line)))
+
+
+class _WorkerPool:
+    """Worker processes that answer jobs one at a time, the next job going to whoever is free."""
+
+    def __init__(self, size: int, deadline: float) -> None:
+        self.deadline = deadline
+        self.processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", "flowpace.symbolic", "--worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(size)
+        ]
+        self.watchdog = threading.Timer(max(deadline - time.monotonic(), 0.0), self.stop)
+        self.watchdog.daemon = True
+        self.watchdog.start()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.watchdog.cancel()
+        for process in self.processes:
+            if process.stdin is not None and not process.stdin.closed:
+                process.stdin.close()
+        for process in self.processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            for stream in (process.stdout, process.stderr):
+                if stream is not None:
+                    stream.close()
+
+    def stop(self) -> None:
+        """Kill every worker: the budget is spent."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+
+    def run(self, jobs: Sequence[dict[str, object]]) -> list[dict[str, object]]:
+        """Return the answer to every job, in order; a job no worker finished is ``not run``."""
+        answers: list[dict[str, object] | None] = [None] * len(jobs)
+        pending: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for index in range(len(jobs)):
+            pending.put(index)
+        threads = [
+            threading.Thread(target=self._serve, args=(process, jobs, pending, answers))
+            for process in self.processes
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return [
+            answer if answer is not None else {"outcome": NOT_RUN, "error": "budget spent"}
+            for answer in answers
+        ]
+
+    def _serve(
+        self,
+        process: subprocess.Popen[str],
+        jobs: Sequence[dict[str, object]],
+        pending: queue.SimpleQueue[int],
+        answers: list[dict[str, object] | None],
+    ) -> None:
+        """Feed ``process`` jobs until none is left or it dies."""
+        stdin, stdout = process.stdin, process.stdout
+        assert stdin is not None  # noqa: S101  # a pipe, as opened above
+        assert stdout is not None  # noqa: S101  # a pipe, as opened above
+        while time.monotonic() < self.deadline:
+            try:
+                index = pending.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                stdin.write(json.dumps(jobs[index]) + "\n")
+                stdin.flush()
+            except (BrokenPipeError, OSError):
+                answers[index] = self._death_notice(process)
+                return
+            line = stdout.readline()
+            if not line:
+                answers[index] = self._death_notice(process)
+                return
+            answers[index] = json.loads(line)
+
+    def _death_notice(self, process: subprocess.Popen[str]) -> dict[str, object]:
+        """Return the answer for a job whose worker died or was stopped."""
+        if time.monotonic() >= self.deadline:
+            return {"outcome": NOT_RUN, "error": "budget spent"}
+        process.kill()
+        stderr = process.stderr.read() if process.stderr is not None else ""
+        last = stderr.strip().splitlines()[-1:] or ["no output"]
+        return {"outcome": ERROR, "error": f"worker died: {last[0]}"}
+
+
+# --- the worker ------------------------------------------------------------------------------
+
+
+def _worker(lines: IO[str], out: IO[str]) -> None:
+    """Answer jobs, one JSON object a line, until the input ends."""
+    checker = _Checker()
+    for line in lines:
+        job = json.loads(line)
+        try:
+            answer = checker.answer(job)
+        except Exception as error:  # noqa: BLE001  # any failure of CrossHair is this job's error
+            answer = {"outcome": ERROR, "error": f"{type(error).__name__}: {error}"}
+        out.write(json.dumps(answer) + "\n")
+        out.flush()
+
+
+class _Checker:
+    """Collects and checks conditions with CrossHair's API, in a worker process."""
+
+    def __init__(self) -> None:
+        # Imported here: CrossHair is a development dependency, and importing it installs
+        # its models of the standard library, which the parent process does not need.
+        import crosshair.core_and_libs  # noqa: F401, PLC0415  # registers the library models
+
+        self.cache: dict[tuple[str, str, str], list[object]] = {}
+
+    def answer(self, job: dict[str, object]) -> dict[str, object]:
+        """Return the answer to one job: a collection or one condition's check."""
+        if "collect" in job:
+            return self.collect(str(job["collect"]), str(job["kind"]))
+        return self.check(job)
+
+    def options(self, kind: str, timeout: float = math.inf) -> object:
+        """Return CrossHair's options for conditions of ``kind`` and a per-condition timeout."""
+        from crosshair.options import AnalysisKind, AnalysisOptionSet  # noqa: PLC0415
+
+        return AnalysisOptionSet(analysis_kind=[AnalysisKind[kind]], per_condition_timeout=timeout)
+
+    def checkables(self, module_name: str, function: str, kind: str) -> list[object]:
+        """Return CrossHair's checkables of one function: one per condition."""
+        key = (module_name, function, kind)
+        if key not in self.cache:
+            import importlib  # noqa: PLC0415
+
+            from crosshair.core import analyze_function  # noqa: PLC0415
+            from crosshair.fnutil import FunctionInfo  # noqa: PLC0415
+
+            module = importlib.import_module(module_name)
+            info = FunctionInfo.from_module(module, function)
+            self.cache[key] = list(analyze_function(info, self.options(kind)))  # type: ignore[arg-type]
+        return self.cache[key]
+
+    def collect(self, module_name: str, kind: str) -> dict[str, object]:
+        """Return every condition of the functions defined in ``module_name``."""
+        import importlib  # noqa: PLC0415
+
+        from crosshair.core import ConditionCheckable  # noqa: PLC0415
+        from crosshair.fnutil import FunctionInfo, get_top_level_classes_and_functions  # noqa: PLC0415
+
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as error:  # noqa: BLE001  # any import failure is the target's error
+            return {"error": f"cannot import {module_name}: {type(error).__name__}: {error}"}
+        conditions: list[dict[str, object]] = []
+        for name, member in get_top_level_classes_and_functions(module):
+            if not isinstance(member, FunctionInfo):
+                continue  # the model's classes are plain values, without conditions
+            for index, checkable in enumerate(self.checkables(module_name, name, kind)):
+                if isinstance(checkable, ConditionCheckable):
+                    post = checkable.conditions.post[0]
+                    source = post.expr_source if kind == PEP316 else "asserts"
+                    line = post.line
+                else:
+                    messages = getattr(checkable, "messages", [])
+                    source = "; ".join(m.message for m in messages) or "unparsable condition"
+                    line = messages[0].line if messages else 0
+                conditions.append(
+                    {
+                        "module": module_name,
+                        "function": name,
+                        "index": index,
+                        "line": line,
+                        "condition": source,
+                    }
+                )
+        if not conditions:
+            return {"error": f"{module_name} has no {kind} conditions to check"}
+        return {"conditions": conditions}
+
+    def check(self, job: dict[str, object]) -> dict[str, object]:
+        """Return what CrossHair establishes about one condition within its timeout."""
+        from collections import Counter  # noqa: PLC0415
+
+        from crosshair.condition_parser import condition_parser  # noqa: PLC0415
+        from crosshair.core import ConditionCheckable, analyze_calltree  # noqa: PLC0415
+        from crosshair.statespace import MessageType, VerificationStatus  # noqa: PLC0415
+
+        started = time.monotonic()
+        kind = str(job["kind"])
+        checkable = self.checkables(str(job["module"]), str(job["function"]), kind)[
+            int(str(job["index"]))
+        ]
+        if not isinstance(checkable, ConditionCheckable):
+            messages = getattr(checkable, "messages", [])
+            text = "; ".join(m.message for m in messages) or "unparsable condition"
+            return {"outcome": ERROR, "error": text}
+        options = dataclasses.replace(
+            checkable.options, per_condition_timeout=float(str(job["timeout"])), stats=Counter()
+        )
+        options.deadline = time.process_time() + options.per_condition_timeout
+        with condition_parser(options.analysis_kind):
+            analysis = analyze_calltree(options, checkable.conditions)
+        answer: dict[str, object] = {
+            "paths": analysis.num_confirmed_paths,
+            "iterations": options.stats["num_paths"] if options.stats is not None else 0,
+            "seconds": time.monotonic() - started,
+        }
+        failures = [m for m in analysis.messages if m.state > MessageType.CANNOT_CONFIRM]
+        hard = [m for m in failures if m.state > MessageType.PRE_UNSAT]
+        if hard:
+            worst = max(hard, key=lambda m: m.state)
+            syntax = worst.state in (MessageType.SYNTAX_ERR, MessageType.IMPORT_ERR)
+            answer["outcome"] = ERROR if syntax else COUNTEREXAMPLE
+            answer["message"] = worst.message
+        elif failures:
+            answer["outcome"] = VACUOUS
+            answer["message"] = failures[0].message
+        elif analysis.verification_status is VerificationStatus.CONFIRMED:
+            answer["outcome"] = PROVEN
+        elif analysis.num_confirmed_paths > 0:
+            answer["outcome"] = HELD
+        else:
+            answer["outcome"] = VACUOUS
+            answer["message"] = "no explored path reached the condition"
+        return answer
+
+
+# --- command line ----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser of ``python -m flowpace.symbolic``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m flowpace.symbolic",
+        description="Check the reference model's contracts and harnesses with CrossHair.",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help=f"seconds to spend (default: ${BUDGET_ENV}, else by ${PROFILE_ENV}: {BUDGETS})",
+    )
+    parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS, help="worker processes")
+    parser.add_argument(
+        "--per-condition-timeout",
+        type=float,
+        default=None,
+        help="CPU seconds per condition (default: derived from the budget)",
+    )
+    parser.add_argument("--verbose", action="store_true", help="list every condition")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "modules", nargs="*", metavar="MODULE", help="model modules to check (default: all)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the symbolic checks and print the report; return 0 iff every check passed."""
+    args = build_parser().parse_args(argv)
+    if args.worker:
+        _worker(sys.stdin, sys.stdout)
+        return 0
+    targets: tuple[Target, ...] = MODEL_TARGETS
+    if args.modules:
+        known = {target.module: target for target in MODEL_TARGETS}
+        unknown = [name for name in args.modules if name not in known]
+        if unknown:
+            sys.stderr.write(f"not a checked model module: {', '.join(unknown)}\n")
+            return 2
+        targets = tuple(known[name] for name in args.modules)
+    budget = args.budget if args.budget is not None else budget_from_environment()
+    report = run_symbolic_checks(
+        budget, jobs=args.jobs, targets=targets, per_condition_timeout=args.per_condition_timeout
+    )
+    text = report.to_json() if args.json else format_report(report, verbose=args.verbose)
+    sys.stdout.write(text + "\n")
+    return 0 if report.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

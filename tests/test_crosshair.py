@@ -1,0 +1,353 @@
+"""CrossHair on the reference model: contracts, harnesses, planted bugs, diffbehavior (INV-1..9).
+
+Every CrossHair run here is a separate process pointed at modules by name, never at files,
+and every one is timed by a per-condition timeout in CPU seconds. The slow part, all the
+contracts and harnesses of the model, gets the per-condition timeout one run of
+`flowpace.symbolic` derives from the budget of the Hypothesis profile (``ci``/``dev``: 90 s on
+2 workers; ``nightly``: 30 minutes) or from ``FLOWPACE_SYMBOLIC_BUDGET``, and runs one test per
+module so that each stays well under pytest's ``faulthandler_timeout``.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from flowpace.symbolic import (
+    MODEL_TARGETS,
+    PEP316,
+    PROVEN,
+    Target,
+    budget_from_environment,
+    format_report,
+    planned_timeout,
+    run_symbolic_checks,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = ROOT / "reference" / "flowpace_reference"
+IMPL = ROOT / "impl" / "flowpace"
+TESTS = ROOT / "tests"
+
+PLANT_TIMEOUT = 10.0
+"""CPU seconds per condition when hunting a planted bug: each is found in about one."""
+
+DIFF_TIMEOUT = float(os.environ.get("FLOWPACE_DIFF_TIMEOUT", "6"))
+"""CPU seconds each ``diffbehavior`` run may take (both orderings together)."""
+
+# Counterexample found: CrossHair exits 1; 2 means it could not run, which is a failure too.
+FOUND = 1
+TESTS_FAILED = 1
+"""pytest's exit status when some test failed (2 and above: it could not run them)."""
+
+
+MINIMUM_CONDITIONS = {
+    "flowpace_reference.u64": 7,
+    "flowpace_reference.config": 19,
+    "flowpace_reference.measures": 15,
+    "flowpace_reference.transitions": 100,
+    "flowpace_reference.symbolic": 7,
+}
+"""Conditions each module states today: fewer means some went missing."""
+
+ALWAYS_PROVEN = frozenset({"flowpace_reference.u64", "flowpace_reference.measures"})
+"""Modules whose every condition CrossHair proves on every path, even at the CI timeout."""
+
+
+@pytest.fixture(scope="module")
+def condition_timeout() -> float:
+    """Return the per-condition timeout one run of every check gets from the profile's budget."""
+    return planned_timeout(budget_from_environment())
+
+
+@pytest.mark.parametrize("target", MODEL_TARGETS, ids=lambda target: target.module)
+def test_contracts_and_harnesses_hold_within_the_budget(
+    target: Target, condition_timeout: float
+) -> None:
+    """Spec CFG-4, AR-1..8, INV-1..9: no counterexample, no vacuous condition, no error."""
+    report = run_symbolic_checks(
+        budget_from_environment(), targets=(target,), per_condition_timeout=condition_timeout
+    )
+    assert report.passed, format_report(report)
+    assert len(report.conditions) >= MINIMUM_CONDITIONS[target.module], format_report(report)
+    if target.module in ALWAYS_PROVEN:
+        unproven = [
+            f"{c.target}:{c.line} {c.outcome}" for c in report.conditions if c.outcome != PROVEN
+        ]
+        assert not unproven, unproven
+
+
+POST = re.compile(r"^post:", re.MULTILINE)
+"""A postcondition line of a PEP 316 docstring contract."""
+
+
+def public_functions(path: Path) -> dict[str, str]:
+    """Return the docstring of every public top-level function defined in ``path``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {
+        node.name: ast.get_docstring(node) or ""
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef) and not node.name.startswith("_")
+    }
+
+
+@pytest.mark.parametrize("module", ["u64", "config", "measures", "transitions"])
+def test_every_public_model_function_states_a_contract(module: str) -> None:
+    """Spec CFG to INV: each public function of the model says what it guarantees (post:)."""
+    functions = public_functions(MODEL / f"{module}.py")
+    assert functions
+    missing = [name for name, doc in functions.items() if not POST.search(doc)]
+    assert not missing, f"{module}: no post: contract on {missing}"
+
+
+def test_every_harness_states_its_preconditions_first() -> None:
+    """Spec INV-1 to INV-9: CrossHair's asserts mode checks only functions that open with assert."""
+    tree = ast.parse((MODEL / "symbolic.py").read_text(encoding="utf-8"))
+    harnesses = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef)
+        and any(isinstance(statement, ast.Assert) for statement in node.body)
+        and node.returns is not None
+        and isinstance(node.returns, ast.Constant)
+        and node.returns.value is None
+    ]
+    assert len(harnesses) >= 7
+    for harness in harnesses:
+        first = harness.body[1] if isinstance(harness.body[0], ast.Expr) else harness.body[0]
+        assert isinstance(first, ast.Assert), f"{harness.name} does not open with its preconditions"
+
+
+def test_a_target_without_conditions_fails_instead_of_passing() -> None:
+    """Spec INV-1..9: ``crosshair check flowpace_reference`` checks nothing; the runner says so."""
+    empty = run_symbolic_checks(30.0, jobs=1, targets=(Target("flowpace_reference", PEP316),))
+    assert not empty.passed
+    assert any("no PEP316 conditions" in error for check in empty.checks for error in check.errors)
+
+
+# --- planted bugs ----------------------------------------------------------------------------
+
+PLANTED = {
+    # spec FC-6 rule 5, INV-3: steady state throttles only *above* soft.
+    "soft-threshold-strict": (
+        "transitions.py",
+        "if not cold_start and debt_mu <= threshold_milli_units(config.bp_soft_debt_units):",
+        "if not cold_start and debt_mu < threshold_milli_units(config.bp_soft_debt_units):",
+        ["flowpace_reference.symbolic.foreground_delay_bounds", "--analysis_kind=asserts"],
+        "foreground_delay_bounds",
+    ),
+    # spec AR-1: a product saturates at u64::MAX; it never wraps.
+    "wrapping-product": (
+        "u64.py",
+        "    return clamp_u64(left * right)",
+        "    return (left * right) % (U64_MAX + 1)",
+        ["flowpace_reference.u64"],
+        "saturating_mul",
+    ),
+    # spec AR-8, DIV-1: the seed's charge rule, which mistakes 0 bytes written for none yet.
+    "seed-charge-rule": (
+        "measures.py",
+        "return task.actual_bytes if task.io_reported else task.est_bytes",
+        "return task.actual_bytes if task.actual_bytes != 0 else task.est_bytes",
+        ["flowpace_reference.measures"],
+        "outstanding_charge",
+    ),
+}
+
+
+def planted_copy(tmp_path: Path, package: Path, file: str, old: str, new: str) -> Path:
+    """Return a directory holding a copy of ``package`` with ``old`` replaced by ``new``."""
+    copy = tmp_path / package.name
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    source = copy / file
+    text = source.read_text(encoding="utf-8")
+    assert text.count(old) == 1, f"the bug's site moved: {old!r}"
+    source.write_text(text.replace(old, new), encoding="utf-8")
+    return tmp_path
+
+
+def crosshair(
+    args: list[str], *, cwd: Path, pythonpath: list[Path]
+) -> subprocess.CompletedProcess[str]:
+    """Run CrossHair in this interpreter with ``pythonpath`` first on the import path."""
+    env: Mapping[str, str] = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(str(path) for path in pythonpath),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    return subprocess.run(  # noqa: S603  # this interpreter, CrossHair's module
+        [sys.executable, "-m", "crosshair", *args],
+        cwd=cwd,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("bug", sorted(PLANTED))
+def test_crosshair_check_reports_a_planted_bug(bug: str, tmp_path: Path) -> None:
+    """Spec AR-1, AR-8, INV-3: a bug planted in a copy is a counterexample on its function."""
+    file, old, new, targets, function = PLANTED[bug]
+    copy = planted_copy(tmp_path, MODEL, file, old, new)
+    done = crosshair(
+        ["check", *targets, f"--per_condition_timeout={PLANT_TIMEOUT}"],
+        cwd=tmp_path,
+        pythonpath=[copy],
+    )
+    assert done.returncode == FOUND, done.stdout + done.stderr
+    found = [line for line in done.stdout.splitlines() if ": error: " in line]
+    assert found, done.stdout
+    assert all(line.startswith(str(copy)) for line in found), "the copy was not the one checked"
+    assert any(f"when calling {function}(" in line for line in found), found
+
+
+def test_crosshair_check_passes_the_unchanged_model(tmp_path: Path) -> None:
+    """Spec AR-1 to AR-8: the same command, on the model as it is, exits 0."""
+    done = crosshair(
+        [
+            "check",
+            "flowpace_reference.u64",
+            "flowpace_reference.measures",
+            f"--per_condition_timeout={PLANT_TIMEOUT}",
+        ],
+        cwd=tmp_path,
+        pythonpath=[ROOT / "reference"],
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "error" not in done.stdout
+
+
+# --- diffbehavior: the model's decisions against the implementation's ------------------------
+
+TWINS = (
+    "foreground_delay_at",
+    "flush_plan_at",
+    "paced_flush_at",
+    "io_sample_at",
+    "normalised_options",
+)
+"""Decisions with a twin in `crosshair_impl_adapters` (spec FC-6..10, FC-2 and AR-6, CFG-2)."""
+
+
+def diffbehavior(
+    name: str, *, cwd: Path, pythonpath: list[Path]
+) -> subprocess.CompletedProcess[str]:
+    """Run ``crosshair diffbehavior`` between the model's and the implementation's ``name``."""
+    return crosshair(
+        [
+            "diffbehavior",
+            f"flowpace_reference.symbolic.{name}",
+            f"crosshair_impl_adapters.{name}",
+            f"--per_condition_timeout={DIFF_TIMEOUT}",
+            # Both sides raise the same errors for bad options; their messages may differ.
+            "--exception_equivalence=SAME_TYPE",
+        ],
+        cwd=cwd,
+        pythonpath=pythonpath,
+    )
+
+
+def test_diffbehavior_finds_no_difference(tmp_path: Path) -> None:
+    """Spec FC-2, FC-6 to FC-10, AR-6, CFG-2: the implementation decides as the model does."""
+    pythonpath = [TESTS, ROOT / "impl", ROOT / "reference"]
+    # Two at a time: one CrossHair process per core.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = dict(
+            zip(
+                TWINS,
+                pool.map(
+                    lambda name: diffbehavior(name, cwd=tmp_path, pythonpath=pythonpath), TWINS
+                ),
+                strict=True,
+            )
+        )
+    differing = {
+        name: done.stdout + done.stderr
+        for name, done in runs.items()
+        if done.returncode != 0 or "No differences found" not in done.stdout
+    }
+    assert not differing, differing
+
+
+def test_diffbehavior_reports_a_planted_difference(tmp_path: Path) -> None:
+    """Spec FC-6 rule 5: the same run finds a strict soft comparison planted in the impl."""
+    copy = planted_copy(
+        tmp_path, IMPL, "_rules.py", "if debt_mu <= tuning.soft_mu:", "if debt_mu < tuning.soft_mu:"
+    )
+    done = diffbehavior(
+        "foreground_delay_at", cwd=tmp_path, pythonpath=[copy, TESTS, ROOT / "reference"]
+    )
+    assert done.returncode == FOUND, done.stdout + done.stderr
+    assert "Given: (" in done.stdout
+
+
+# --- the Hypothesis profile on the crosshair backend -----------------------------------------
+
+PROPERTY_TESTS = "ar1_clamps_never_wrap or ar6_inv8_ewma_lies_between_old_and_sample"
+"""Model properties quick enough on the crosshair backend for every run (spec AR-1, AR-6)."""
+
+
+def model_properties(profile: str, model: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run the selected model properties under ``profile`` against the model in ``model``."""
+    env = {**os.environ, "HYPOTHESIS_PROFILE": profile, "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("CI", None)  # the profile named here, not the one CI would pick
+    return subprocess.run(  # noqa: S603  # this interpreter, pytest
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(TESTS / "test_model_properties.py"),
+            "-k",
+            PROPERTY_TESTS,
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-c",
+            str(ROOT / "pyproject.toml"),
+            "--rootdir",
+            str(ROOT),
+            # The model under test first; the run's example database lives in tmp_path (cwd).
+            "-o",
+            f"pythonpath={model} {ROOT / 'impl'} {TESTS}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_model_properties_pass_on_the_crosshair_backend(tmp_path: Path) -> None:
+    """Spec AR-1, AR-6: ``HYPOTHESIS_PROFILE=crosshair`` runs model properties symbolically."""
+    done = model_properties("crosshair", ROOT / "reference", tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 passed" in done.stdout
+
+
+def test_crosshair_backend_finds_what_random_examples_miss(tmp_path: Path) -> None:
+    """Spec AR-6, INV-8: a bug on one difference in 2**64 is found by the crosshair profile."""
+    copy = planted_copy(
+        tmp_path,
+        MODEL,
+        "measures.py",
+        "    if old == 0:\n        return sample\n",
+        "    if old == 0:\n        return sample\n"
+        "    if sample - old == 12_345_678_901_234:\n        return sample + 1\n",
+    )
+    done = model_properties("crosshair", copy, tmp_path)
+    assert done.returncode == TESTS_FAILED, done.stdout + done.stderr
+    assert "FAILED" in done.stdout
+    assert "test_ar6_inv8_ewma_lies_between_old_and_sample" in done.stdout
