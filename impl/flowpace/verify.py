@@ -833,6 +833,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run only this check (repeatable)",
     )
     parser.add_argument(
+        "--symbolic",
+        action="store_true",
+        help="run only the symbolic checks (the same as --only symbolic)",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=1_800.0,
@@ -852,7 +857,7 @@ def main(args: argparse.Namespace) -> int:
         profile=profile,
         workers=max(args.workers, 1),
         shards=max(args.shards, 1),
-        only=tuple(args.only),
+        only=("symbolic",) if args.symbolic else tuple(args.only),
         logs=logs,
         timeout=args.timeout,
     )

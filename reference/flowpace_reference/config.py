@@ -63,9 +63,9 @@ def check_options(options: Options) -> None:
     """
     Raise TypeError or ValueError, naming the option, if ``options`` cannot be normalised.
 
-    Spec CFG-3 and DIV-5: flags must be ``bool``; numbers must be ``int`` (not ``bool``), non-negative
-    and within their ``u32`` or ``u64`` field; soft and hard must not normalise to
-    ``u32::MAX``, where upstream's ``soft + 1`` or ``hard + 1`` overflows.
+    Spec CFG-3 and DIV-5: flags must be ``bool``; numbers must be ``int`` (not ``bool``),
+    non-negative and within their ``u32`` or ``u64`` field; soft and hard must not normalise
+    to ``u32::MAX``, where upstream's ``soft + 1`` or ``hard + 1`` overflows.
 
     post: all(0 <= getattr(options, name) <= U32_MAX for name in U32_OPTIONS)
     post: all(0 <= getattr(options, name) <= U64_MAX for name in U64_OPTIONS)
