@@ -97,7 +97,10 @@ def test_every_required_bug_is_planted_and_applies_to_the_current_tree(tmp_path:
 
 
 @pytest.mark.no_crosshair("subprocesses running the campaign")
-@pytest.mark.skipif(planted_bug() is not None, reason="already inside a hunt")
+@pytest.mark.skipif(
+    planted_bug() is not None,
+    reason="this process is itself a hunt on a patched copy: hunting again would recurse",
+)
 @pytest.mark.parametrize("bug", BUGS, ids=[bug.name for bug in BUGS])
 def test_the_campaign_finds_the_planted_bug(bug: PlantedBug) -> None:
     # spec DIV-1, FC-6, FC-7, AR-6, DIV-6 (each patch names its own): see the module docstring.

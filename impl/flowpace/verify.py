@@ -467,6 +467,23 @@ def run_conformance(campaign: Campaign) -> Outcome:
     return outcome
 
 
+def run_process(command: list[str], campaign: Campaign, env: dict[str, str]) -> tuple[int, str]:
+    """Return the exit status and output of one check process (124 if it timed out)."""
+    try:
+        done = subprocess.run(  # noqa: S603  # our own interpreter, module and test files
+            command,
+            cwd=campaign.root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=campaign.timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as expired:
+        return 124, f"timed out after {expired.timeout} s"
+    return done.returncode, done.stdout + done.stderr
+
+
 def run_pytest_check(campaign: Campaign, check: Check) -> Outcome:
     """Run one Hypothesis check, in ``shards`` processes, and gather what they report."""
     outcome = Outcome(check.name, check.title)
@@ -481,19 +498,7 @@ def run_pytest_check(campaign: Campaign, check: Check) -> Outcome:
     def one_shard(index: int) -> tuple[int, str]:
         command = pytest_command(check.tests, seed=seeds[index])
         env = check_environment(campaign.root, campaign.profile, stats=stats[index])
-        try:
-            done = subprocess.run(  # noqa: S603  # our own interpreter and test files
-                command,
-                cwd=campaign.root,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=campaign.timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as expired:
-            return 124, f"timed out after {expired.timeout} s"
-        return done.returncode, done.stdout + done.stderr
+        return run_process(command, campaign, env)
 
     with ThreadPoolExecutor(max_workers=shards) as pool:
         results = list(pool.map(one_shard, range(len(seeds))))
@@ -653,19 +658,7 @@ def run_symbolic(campaign: Campaign) -> Outcome:
     started = time.monotonic()
     command = [sys.executable, "-m", "flowpace.symbolic", "--jobs", str(campaign.workers)]
     env = check_environment(campaign.root, campaign.profile, stats=None)
-    try:
-        done = subprocess.run(  # noqa: S603  # our own interpreter and module
-            command,
-            cwd=campaign.root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=campaign.timeout,
-            check=False,
-        )
-        status, log = done.returncode, done.stdout + done.stderr
-    except subprocess.TimeoutExpired:
-        status, log = 124, "timed out"
+    status, log = run_process(command, campaign, env)
     outcome.seconds = time.monotonic() - started
     log_path = campaign.logs / "symbolic.log"
     log_path.write_text(log, encoding="utf-8")
