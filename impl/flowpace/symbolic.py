@@ -12,7 +12,10 @@ runs CrossHair on every condition of both and says, for each one, what CrossHair
 - ``held``: no counterexample was found on the paths explored before the per-condition timeout;
   ``paths`` says on how many paths the condition was evaluated and held;
 - ``vacuous``: no explored path reached the condition (its precondition was never met, or the
-  solver could not decide any path); nothing was checked, so the run fails;
+  solver could not decide any path); nothing was checked, so the run fails. A condition found
+  vacuous is checked once more with `VACUOUS_RETRY_FACTOR` times its timeout before it counts
+  as vacuous: whether the search gets past a long precondition in one CPU second depends on
+  the order it happens to explore paths in, and a short budget must not make the run flaky;
 - ``counterexample``: CrossHair found inputs that break the condition; the run fails;
 - ``error``: the condition could not be checked (a syntax error in a contract, a failed
   import, a crash of CrossHair); the run fails;
@@ -95,6 +98,9 @@ MAX_CONDITION_TIMEOUT: Final = 120.0
 
 STARTUP_SECONDS: Final = 10.0
 """Allowance, within the budget, for starting the workers and collecting the conditions."""
+
+VACUOUS_RETRY_FACTOR: Final = 5.0
+"""A vacuous condition's second check gets this multiple of its first timeout."""
 
 OVERRUN_FACTOR: Final = 2.0
 """The workers are stopped at this multiple of the budget: CrossHair's timeouts count CPU
@@ -278,6 +284,14 @@ def run_symbolic_checks(
         for job in jobs_to_run:
             job["timeout"] = min(timeout * float(str(job["weight"])), MAX_CONDITION_TIMEOUT)
         answers = pool.run(jobs_to_run)
+        retry = [i for i, answer in enumerate(answers) if answer.get("outcome") == VACUOUS]
+        for index in retry:
+            job = jobs_to_run[index]
+            job["timeout"] = min(
+                float(str(job["timeout"])) * VACUOUS_RETRY_FACTOR, MAX_CONDITION_TIMEOUT
+            )
+        for index, answer in zip(retry, pool.run([jobs_to_run[i] for i in retry]), strict=True):
+            answers[index] = answer
     results = [
         _condition_result(job, answer) for job, answer in zip(jobs_to_run, answers, strict=True)
     ]
