@@ -60,7 +60,15 @@ MINIMUM_CONDITIONS = {
 """Conditions each module states today: fewer means some went missing."""
 
 ALWAYS_PROVEN = frozenset({"flowpace_reference.u64", "flowpace_reference.measures"})
-"""Modules whose every condition CrossHair proves on every path, even at the CI timeout."""
+"""Modules whose every condition CrossHair proves: it exhausts every path within `PROOF_TIMEOUT`."""
+
+PROOF_TIMEOUT = 20.0
+"""CPU seconds per condition of an `ALWAYS_PROVEN` module.
+
+Each proof takes well under a second on an idle machine, but on a loaded CI runner the
+profile's timeout (1 s under ``ci``) cut one short and it was reported as held. A proof
+stops as soon as its paths are exhausted, so this ceiling costs nothing when proofs succeed.
+"""
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +82,13 @@ def test_contracts_and_harnesses_hold_within_the_budget(
     target: Target, condition_timeout: float
 ) -> None:
     """Spec CFG-4, AR-1..8, INV-1..9: no counterexample, no vacuous condition, no error."""
+    timeout = (
+        max(condition_timeout, PROOF_TIMEOUT)
+        if target.module in ALWAYS_PROVEN
+        else condition_timeout
+    )
     report = run_symbolic_checks(
-        budget_from_environment(), targets=(target,), per_condition_timeout=condition_timeout
+        budget_from_environment(), targets=(target,), per_condition_timeout=timeout
     )
     assert report.passed, format_report(report)
     assert len(report.conditions) >= MINIMUM_CONDITIONS[target.module], format_report(report)
