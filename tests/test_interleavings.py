@@ -12,18 +12,22 @@ import functools
 import itertools
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from typing import Final
 
 import pytest
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 
 from flowpace import FlowController
 from flowpace.verify import campaign_settings, record_stats
+from flowpace_reference.types import Options
 from linearizability import (
     ConcurrentRun,
     FrozenClock,
     HistoryRecorder,
+    Script,
     ThreadObserver,
     check_run,
     concurrent_runs,
@@ -182,18 +186,16 @@ MAIN_THREAD = -1
 """The thread number of calls made on the main thread, before and after the scheduled run."""
 
 
-@pytest.mark.no_crosshair("threads and a scheduler")
-@campaign_settings()
-@given(run=concurrent_runs(threads=3, actions=3), data=st.data())
-def test_controller_is_linearizable_under_every_drawn_schedule(
-    run: ConcurrentRun, data: st.DataObject
-) -> None:
-    # spec DIV-6, INV-1, INV-7: the implementation's own locks are the scheduler's (through the
-    # private lock factory of flowpace._sync), and every clock read and sleep is a schedule
-    # point too, so Hypothesis chooses the thread at every place a preemption can matter.
-    def choose(names: Sequence[str]) -> int:
-        return data.draw(st.integers(0, len(names) - 1), label="next thread")
+def run_scheduled(
+    run: ConcurrentRun, choose: Chooser, *, after: Sequence[tuple[str, tuple[Hashable, ...]]] = ()
+) -> Scheduler:
+    """
+    Run ``run`` under ``choose``, then ``after`` on the main thread; check it; return the run.
 
+    The implementation's own locks are the scheduler's (through the private lock factory of
+    flowpace._sync), and every clock read and sleep is a schedule point too, so ``choose``
+    picks the thread at every place a preemption can matter (spec DIV-6).
+    """
     scheduler = Scheduler(choose)
     clock = FrozenClock(run.built_at_ns)
     observer = ThreadObserver()
@@ -212,13 +214,156 @@ def test_controller_is_linearizable_under_every_drawn_schedule(
     try:
         scheduler.run()
     finally:
-        note(scheduler.describe_trace())
-    recorder.call(MAIN_THREAD, "snapshot", ())
+        if currently_in_test_context():  # exhaustive runs have no Hypothesis example to note on
+            note(scheduler.describe_trace())
+    recorder.run(MAIN_THREAD, [*after, ("snapshot", ())])
+    check_run(run, recorder.history, controller.snapshot())
+    return scheduler
+
+
+@pytest.mark.no_crosshair("threads and a scheduler")
+@campaign_settings()
+@given(run=concurrent_runs(threads=3, actions=3), data=st.data())
+def test_controller_is_linearizable_under_every_drawn_schedule(
+    run: ConcurrentRun, data: st.DataObject
+) -> None:
+    # spec DIV-6, INV-1, INV-7: Hypothesis chooses the thread at every schedule point.
+    def choose(names: Sequence[str]) -> int:
+        return data.draw(st.integers(0, len(names) - 1), label="next thread")
+
+    scheduler = run_scheduled(run, choose)
     CAMPAIGN_STATS["examples"] += 1
     CAMPAIGN_STATS["steps"] += len(scheduler.trace)
     CAMPAIGN_STATS["switches"] += scheduler.switches
     event(f"{len(run.scripts)} threads, {min(scheduler.switches, 10)}+ switches")
-    check_run(run, recorder.history, controller.snapshot())
+
+
+# --- racing flushers -------------------------------------------------------------------------
+# A flush decides from a consistent read of the state and commits its deadline in a second
+# critical section (spec DIV-6, FC-10); `before_flush_nowait` commits only if nothing it read
+# changed in between, and decides again otherwise. These runs aim at that window.
+
+UNIT: Final = 1_000
+"""Bytes per flush unit in the races below."""
+
+RACE_OPTIONS: Final = Options(
+    enable_backpressure=False,
+    enable_flush_pacing=True,
+    bp_pacing_soft_debt_units=2,
+    bp_flush_unit_bytes=UNIT,
+    bp_warmup_min_samples=1,
+    bp_max_delay_us=50_000,
+)
+"""Pacing on and warm after one sample; two half-unit tasks are paced (below 2 units)."""
+
+SNAPSHOT: Final[tuple[str, tuple[Hashable, ...]]] = ("snapshot", ())
+SETTLE: Final[Script] = [("mark_done", (1,)), ("mark_done", (2,)), ("mark_done", (3,))]
+"""Settles every task of the prelude after a race."""
+
+HALF, EMPTY, OTHER = 1, 3, 2
+"""The prelude's tasks: two of half a unit (one flushed, one the other thread's), one empty."""
+
+RACES: Final[dict[str, tuple[int, Script, Script]]] = {
+    # Another flusher reserves the next slot: the nowait flush must not reserve the same one.
+    "before_flush_nowait": (HALF, [("before_flush_nowait", (OTHER,))], SETTLE),
+    "before_flush": (HALF, [("before_flush", (OTHER,))], SETTLE),
+    # Each changes the flush's decision or interval; the snapshot makes the order observable.
+    "enqueue": (HALF, [("enqueue", (4, 2 * UNIT)), SNAPSHOT], [*SETTLE, ("mark_done", (4,))]),
+    "io_built": (HALF, [("io_built", (OTHER, UNIT // 2, 100_000)), SNAPSHOT], SETTLE),
+    "enter_teardown": (
+        HALF,
+        [("enter_teardown", ()), SNAPSHOT],
+        [*SETTLE, ("leave_teardown", ())],
+    ),
+    "enter_starving": (
+        HALF,
+        [("enter_starving", ()), SNAPSHOT],
+        [*SETTLE, ("leave_starving", ())],
+    ),
+    # Another thread acts on the flushing task itself (misuse, but it must stay atomic). An
+    # empty task's settle leaves the debt as it is: only the task shows it is done.
+    "force_bypass": (HALF, [("force_bypass", (HALF,)), SNAPSHOT], SETTLE),
+    "mark_done": (EMPTY, [("mark_done", (EMPTY,)), SNAPSHOT], SETTLE),
+}
+"""Per race: the task thread 0 flushes, what thread 1 does meanwhile, what is settled after."""
+
+EXHAUSTED_RACES: Final = tuple(race for race in RACES if race != "before_flush")
+"""The races small enough to run under every schedule (a blocking flush has over 10,000)."""
+
+
+def flush_race(first: str, second: str) -> tuple[ConcurrentRun, Script]:
+    """
+    Return a run where thread 0 does ``first`` on a task while thread 1 runs the race ``second``.
+
+    The prelude warms the controller and charges three tasks, all paced at the start. What the
+    race left open is settled on the main thread after the run (the second value; settling a
+    task twice is an error both sides agree on), so the checks of the run's end (INV-1, INV-7)
+    hold.
+    """
+    prelude: Script = [
+        ("enqueue", (0, UNIT)),  # one I/O sample: the controller is warm
+        ("io_built", (0, UNIT, 1_000_000)),
+        ("mark_done", (0,)),
+        ("enqueue", (HALF, UNIT // 2)),
+        ("enqueue", (OTHER, UNIT // 2)),
+        ("enqueue", (EMPTY, 0)),
+    ]
+    flushed, racer, after = RACES[second]
+    run = ConcurrentRun(
+        options=RACE_OPTIONS,
+        built_at_ns=0,
+        now_ns=0,
+        prelude=prelude,
+        scripts=([(first, (flushed,))], racer),
+        task_count=5,
+    )
+    return run, after
+
+
+def clock_reads(scheduler: Scheduler, thread: str) -> int:
+    """Return how many times ``thread`` read the clock: once each time a flush decides."""
+    return sum(1 for name, label in scheduler.trace if name == thread and label == "read the clock")
+
+
+@pytest.mark.no_crosshair("threads and a scheduler")
+@campaign_settings()
+@given(
+    first=st.sampled_from(("before_flush_nowait", "before_flush")),
+    second=st.sampled_from(sorted(RACES)),
+    data=st.data(),
+)
+def test_racing_flushers_are_linearizable_under_drawn_schedules(
+    first: str, second: str, data: st.DataObject
+) -> None:
+    # spec DIV-6, FC-10: a flush of either form races each of RACES under drawn schedules.
+    # This comes before the exhaustive test below so that a bug in the flush's commit fails
+    # here first, with a falsifying example: the campaign's hunts count only those.
+    def choose(names: Sequence[str]) -> int:
+        return data.draw(st.integers(0, len(names) - 1), label="next thread")
+
+    run, after = flush_race(first, second)
+    scheduler = run_scheduled(run, choose, after=after)
+    CAMPAIGN_STATS["examples"] += 1
+    CAMPAIGN_STATS["steps"] += len(scheduler.trace)
+    CAMPAIGN_STATS["switches"] += scheduler.switches
+
+
+@pytest.mark.no_crosshair("threads and a scheduler")
+@pytest.mark.parametrize("second", EXHAUSTED_RACES)
+def test_a_nowait_flush_is_linearizable_under_every_schedule_of_a_race(second: str) -> None:
+    # spec DIV-6, FC-10: every interleaving of a nowait flush with each race is linearizable;
+    # and some interleaving changes what the flush read before it commits, so the path that
+    # decides again runs (the flush reads the clock each time it decides).
+    run, after = flush_race("before_flush_nowait", second)
+    decisions: list[int] = []
+    schedules = exhaust(
+        lambda choose: decisions.append(
+            clock_reads(run_scheduled(run, choose, after=after), "thread 0")
+        )
+    )
+    assert schedules == len(decisions) > 1
+    assert min(decisions) == 1, "a flush that nothing disturbs decides once"
+    assert max(decisions) > 1, "no schedule disturbed the flush between its decision and commit"
 
 
 CAMPAIGN_STATS: Counter[str] = Counter()

@@ -4,6 +4,8 @@
 section of the ``state`` lock, so the controller is linearizable against the reference model:
 each operation takes effect at one instant inside its call, as the model's step for it would.
 A blocking paced flush is two such steps, the model's decision and its commit (spec DIV-6).
+A non-blocking flush decides from one critical section and commits in a second one only if
+nothing it read has changed in between (else it decides again): its step is the commit.
 Nothing relies on the GIL: every read-modify-write and every read of more than one field holds
 the lock. The one lock-free read is the foreground fast path's read of ``_fg_quiet``, a single
 attribute holding an immutable `bool` that every critical section changing the debt or the
@@ -429,30 +431,32 @@ class FlowController:
         deadline when it wakes, as the seed does.
         """
         self._check_task_type(task)
-        decision, _ = self._plan_flush(task, "before_flush")
+        decision, _, _, _ = self._plan_flush(task, "before_flush")
         if decision is not FlushDecision.PACED:
             self._emit_bypass(decision)
             return 0
+        sleep_ns = 0
         with self._pacing_lock:
-            now = self._now()
-            with self._state_lock:
-                now = self._apply_time(now)
-                decision, interval_us = self._flush_decision(task, "before_flush")
-                sleep_ns = 0
-                if decision is FlushDecision.PACED:
-                    deadline = self._next_flush_at
-                    sleep_ns = _rules.pacing_sleep_ns(deadline, now, self._tuning.max_sleep_ns)
-                    if sleep_ns == 0:
-                        self._next_flush_at = _rules.next_deadline(deadline, now, interval_us)
-            if sleep_ns != 0:
-                self._sleep(sleep_ns)
-                now = self._now()
+            # spec DIV-6: the two steps of a paced flush, the decision and then the commit,
+            # each a critical section of its own that reads or writes fields and calls nothing.
+            decision, interval_us, now, deadline = self._plan_flush(task, "before_flush")
+            if decision is FlushDecision.PACED:
+                sleep_ns = _rules.pacing_sleep_ns(deadline, now, self._tuning.max_sleep_ns)
+                if sleep_ns != 0:
+                    self._sleep(sleep_ns)
+                    now = self._now()
+                interval_ns = interval_us * _NANOS_PER_MICRO
                 with self._state_lock:
-                    now = self._apply_time(now)
-                    # spec DIV-6: the commit reads the deadline as it is when the sleep ends.
-                    self._next_flush_at = _rules.next_deadline(
-                        self._next_flush_at, now, interval_us
-                    )
+                    if now > self._last_ns:
+                        self._last_ns = now
+                    else:
+                        now = self._last_ns
+                    # spec FC-10, DIV-6: one interval past the later of now and the deadline
+                    # as it is at commit time (`_rules.next_deadline`, inlined: no call here).
+                    deadline = self._next_flush_at
+                    if deadline is None or deadline < now:
+                        deadline = now
+                    self._next_flush_at = deadline + interval_ns
         if decision is not FlushDecision.PACED:
             self._emit_bypass(decision)
             return 0
@@ -488,26 +492,66 @@ class FlowController:
     def _reserve_flush(self, task: FlowTask, operation: str) -> tuple[int, FlushDecision]:
         """Decide a flush and commit its deadline at decision time + sleep; return the sleep."""
         self._check_task_type(task)
-        now = self._now()
-        with self._state_lock:
-            now = self._apply_time(now)
-            decision, interval_us = self._flush_decision(task, operation)
-            sleep_ns = 0
-            if decision is FlushDecision.PACED:
+        tuning = self._tuning
+        while True:
+            now = self._now() if tuning.pacing else -1
+            with self._state_lock:
+                if now > self._last_ns:
+                    self._last_ns = now
+                else:
+                    now = self._last_ns
+                live = task._owner is self and not task._done  # noqa: SLF001 - spec ERR-1
+                force_bypass = task._force_bypass  # noqa: SLF001
+                teardown, starving = self._teardown, self._starving
+                debt, samples, io_bps = self._debt, self._samples, self._io_bps
                 deadline = self._next_flush_at
-                sleep_ns = _rules.pacing_sleep_ns(deadline, now, self._tuning.max_sleep_ns)
-                # Not a time applied: the state's clamp stays at `now`, the decision time.
-                self._next_flush_at = _rules.next_deadline(deadline, now + sleep_ns, interval_us)
-        return sleep_ns, decision
+            if not live:
+                _raise_misuse(self, task, operation)
+            decision, interval_us = _rules.flush_decision(
+                tuning,
+                task._est,  # noqa: SLF001 - fixed when the task was made
+                force_bypass=force_bypass,
+                teardown_scopes=teardown,
+                starving_scopes=starving,
+                debt=debt,
+                samples=samples,
+                io_bps=io_bps,
+            )
+            if decision is not FlushDecision.PACED:
+                return 0, decision  # a decision that commits nothing took effect at the read
+            sleep_ns = _rules.pacing_sleep_ns(deadline, now, tuning.max_sleep_ns)
+            reserved = _rules.next_deadline(deadline, now + sleep_ns, interval_us)
+            with self._state_lock:
+                # Decided outside the lock, the reservation stands only if nothing the decision
+                # read has changed since; then it takes effect here, as one step (spec DIV-6).
+                # Otherwise some other operation took effect in between: decide again.
+                if (
+                    self._next_flush_at == deadline
+                    and self._last_ns == now
+                    and self._debt == debt
+                    and self._samples == samples
+                    and self._io_bps == io_bps
+                    and self._teardown == teardown
+                    and self._starving == starving
+                    and task._force_bypass == force_bypass  # noqa: SLF001
+                    and not task._done  # noqa: SLF001
+                ):
+                    # Not a time applied: the state's clamp stays at `now`, the decision time.
+                    self._next_flush_at = reserved
+                    return sleep_ns, decision
 
-    def _plan_flush(self, task: FlowTask, operation: str) -> tuple[FlushDecision, int]:
-        """Return the flush decision now: a bypass is final; PACED is confirmed under pacing."""
+    def _plan_flush(
+        self, task: FlowTask, operation: str
+    ) -> tuple[FlushDecision, int, int, int | None]:
+        """Return the flush decision now, its interval, the time applied and the deadline."""
         now = self._now() if self._tuning.pacing else -1
         # Plain reads into locals, and no call, under the lock: under the GIL a call can hand
         # the interpreter to another thread while the lock is held (module docstring).
         with self._state_lock:
             if now > self._last_ns:
                 self._last_ns = now
+            else:
+                now = self._last_ns
             live = task._owner is self and not task._done  # noqa: SLF001 - spec ERR-1
             est = task._est  # noqa: SLF001
             force_bypass = task._force_bypass  # noqa: SLF001
@@ -516,9 +560,10 @@ class FlowController:
             debt = self._debt
             samples = self._samples
             io_bps = self._io_bps
+            deadline = self._next_flush_at
         if not live:
             _raise_misuse(self, task, operation)
-        return _rules.flush_decision(
+        decision, interval_us = _rules.flush_decision(
             self._tuning,
             est,
             force_bypass=force_bypass,
@@ -528,21 +573,7 @@ class FlowController:
             samples=samples,
             io_bps=io_bps,
         )
-
-    def _flush_decision(self, task: FlowTask, operation: str) -> tuple[FlushDecision, int]:
-        """Return the flush decision for ``task``; the caller holds the state lock."""
-        if task._owner is not self or task._done:  # noqa: SLF001
-            _raise_misuse(self, task, operation)
-        return _rules.flush_decision(
-            self._tuning,
-            task._est,  # noqa: SLF001
-            force_bypass=task._force_bypass,  # noqa: SLF001
-            teardown_scopes=self._teardown,
-            starving_scopes=self._starving,
-            debt=self._debt,
-            samples=self._samples,
-            io_bps=self._io_bps,
-        )
+        return decision, interval_us, now, deadline
 
     def _emit_bypass(self, decision: FlushDecision) -> None:
         """Report a bypass of flush pacing, if ``decision`` is one (spec FC-9)."""
@@ -628,13 +659,6 @@ class FlowController:
         )
 
     # --- helpers; the state lock is held where they say so ------------------------------------
-
-    def _apply_time(self, now: int) -> int:
-        """Return ``now`` clamped to the latest time applied, and apply it; lock held."""
-        if now < self._last_ns:
-            return self._last_ns
-        self._last_ns = now
-        return now
 
     def _forget_history(self) -> None:
         """Reset the throughput history after a long idle spell (spec FC-12); lock held."""
