@@ -56,8 +56,9 @@ class LockedCounter:
 class AcquiringCounter(LockedCounter):
     """A stricter baseline: the same counter taking its lock with acquire and release.
 
-    On CPython 3.11 this is about twice as fast as ``with``; the controller's lifecycle takes
-    its lock this way, so this baseline shows what its own work costs beyond the lock.
+    On CPython 3.11 this is about twice as fast as ``with``. The controller takes its lock
+    with ``with`` (`flowpace.controller` says why), so this baseline is informative only: it
+    shows what the choice of ``with`` costs a lifecycle.
     """
 
     def add(self, delta: int) -> None:
