@@ -32,7 +32,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Final, NoReturn
+from typing import Final, NamedTuple, NoReturn
 
 from flowpace import _rules
 from flowpace._sync import PACING_LOCK, STATE_LOCK, LockFactory, thread_lock
@@ -69,6 +69,20 @@ _new_object = object.__new__
 
 _FLUSHED: Final = Outcome.FLUSHED
 _UNKNOWN: Final = Outcome.UNKNOWN
+
+
+class _FlushView(NamedTuple):
+    """What a decision on a flush reads, from one critical section of the state lock (FC-9)."""
+
+    now: int
+    """The time applied: the clock's reading, raised to the latest time applied."""
+    deadline: int | None
+    debt: int
+    samples: int
+    io_bps: int
+    teardown: int
+    starving: int
+    force_bypass: bool
 
 
 class FlowTask:
@@ -431,7 +445,7 @@ class FlowController:
         deadline when it wakes, as the seed does.
         """
         self._check_task_type(task)
-        decision, _, _, _ = self._plan_flush(task, "before_flush")
+        decision, _ = self._decide_flush(task, self._read_flush_view(task, "before_flush"))
         if decision is not FlushDecision.PACED:
             self._emit_bypass(decision)
             return 0
@@ -439,9 +453,11 @@ class FlowController:
         with self._pacing_lock:
             # spec DIV-6: the two steps of a paced flush, the decision and then the commit,
             # each a critical section of its own that reads or writes fields and calls nothing.
-            decision, interval_us, now, deadline = self._plan_flush(task, "before_flush")
+            seen = self._read_flush_view(task, "before_flush")
+            decision, interval_us = self._decide_flush(task, seen)
             if decision is FlushDecision.PACED:
-                sleep_ns = _rules.pacing_sleep_ns(deadline, now, self._tuning.max_sleep_ns)
+                now = seen.now
+                sleep_ns = _rules.pacing_sleep_ns(seen.deadline, now, self._tuning.max_sleep_ns)
                 if sleep_ns != 0:
                     self._sleep(sleep_ns)
                     now = self._now()
@@ -492,58 +508,34 @@ class FlowController:
     def _reserve_flush(self, task: FlowTask, operation: str) -> tuple[int, FlushDecision]:
         """Decide a flush and commit its deadline at decision time + sleep; return the sleep."""
         self._check_task_type(task)
-        tuning = self._tuning
         while True:
-            now = self._now() if tuning.pacing else -1
-            with self._state_lock:
-                if now > self._last_ns:
-                    self._last_ns = now
-                else:
-                    now = self._last_ns
-                live = task._owner is self and not task._done  # noqa: SLF001 - spec ERR-1
-                force_bypass = task._force_bypass  # noqa: SLF001
-                teardown, starving = self._teardown, self._starving
-                debt, samples, io_bps = self._debt, self._samples, self._io_bps
-                deadline = self._next_flush_at
-            if not live:
-                _raise_misuse(self, task, operation)
-            decision, interval_us = _rules.flush_decision(
-                tuning,
-                task._est,  # noqa: SLF001 - fixed when the task was made
-                force_bypass=force_bypass,
-                teardown_scopes=teardown,
-                starving_scopes=starving,
-                debt=debt,
-                samples=samples,
-                io_bps=io_bps,
-            )
+            seen = self._read_flush_view(task, operation)
+            decision, interval_us = self._decide_flush(task, seen)
             if decision is not FlushDecision.PACED:
                 return 0, decision  # a decision that commits nothing took effect at the read
-            sleep_ns = _rules.pacing_sleep_ns(deadline, now, tuning.max_sleep_ns)
-            reserved = _rules.next_deadline(deadline, now + sleep_ns, interval_us)
+            sleep_ns = _rules.pacing_sleep_ns(seen.deadline, seen.now, self._tuning.max_sleep_ns)
+            reserved = _rules.next_deadline(seen.deadline, seen.now + sleep_ns, interval_us)
             with self._state_lock:
                 # Decided outside the lock, the reservation stands only if nothing the decision
                 # read has changed since; then it takes effect here, as one step (spec DIV-6).
                 # Otherwise some other operation took effect in between: decide again.
                 if (
-                    self._next_flush_at == deadline
-                    and self._last_ns == now
-                    and self._debt == debt
-                    and self._samples == samples
-                    and self._io_bps == io_bps
-                    and self._teardown == teardown
-                    and self._starving == starving
-                    and task._force_bypass == force_bypass  # noqa: SLF001
+                    self._next_flush_at == seen.deadline
+                    and self._last_ns == seen.now
+                    and self._debt == seen.debt
+                    and self._samples == seen.samples
+                    and self._io_bps == seen.io_bps
+                    and self._teardown == seen.teardown
+                    and self._starving == seen.starving
+                    and task._force_bypass == seen.force_bypass  # noqa: SLF001
                     and not task._done  # noqa: SLF001
                 ):
                     # Not a time applied: the state's clamp stays at `now`, the decision time.
                     self._next_flush_at = reserved
                     return sleep_ns, decision
 
-    def _plan_flush(
-        self, task: FlowTask, operation: str
-    ) -> tuple[FlushDecision, int, int, int | None]:
-        """Return the flush decision now, its interval, the time applied and the deadline."""
+    def _read_flush_view(self, task: FlowTask, operation: str) -> _FlushView:
+        """Apply the time now and return what a decision on flushing ``task`` reads (FC-9)."""
         now = self._now() if self._tuning.pacing else -1
         # Plain reads into locals, and no call, under the lock: under the GIL a call can hand
         # the interpreter to another thread while the lock is held (module docstring).
@@ -553,7 +545,6 @@ class FlowController:
             else:
                 now = self._last_ns
             live = task._owner is self and not task._done  # noqa: SLF001 - spec ERR-1
-            est = task._est  # noqa: SLF001
             force_bypass = task._force_bypass  # noqa: SLF001
             teardown = self._teardown
             starving = self._starving
@@ -563,17 +554,20 @@ class FlowController:
             deadline = self._next_flush_at
         if not live:
             _raise_misuse(self, task, operation)
-        decision, interval_us = _rules.flush_decision(
+        return _FlushView(now, deadline, debt, samples, io_bps, teardown, starving, force_bypass)
+
+    def _decide_flush(self, task: FlowTask, seen: _FlushView) -> tuple[FlushDecision, int]:
+        """Return the decision on flushing ``task`` from ``seen``, and its pacing interval."""
+        return _rules.flush_decision(
             self._tuning,
-            est,
-            force_bypass=force_bypass,
-            teardown_scopes=teardown,
-            starving_scopes=starving,
-            debt=debt,
-            samples=samples,
-            io_bps=io_bps,
+            task._est,  # noqa: SLF001 - fixed when the task was made
+            force_bypass=seen.force_bypass,
+            teardown_scopes=seen.teardown,
+            starving_scopes=seen.starving,
+            debt=seen.debt,
+            samples=seen.samples,
+            io_bps=seen.io_bps,
         )
-        return decision, interval_us, now, deadline
 
     def _emit_bypass(self, decision: FlushDecision) -> None:
         """Report a bypass of flush pacing, if ``decision`` is one (spec FC-9)."""
