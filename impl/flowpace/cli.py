@@ -36,8 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the whole verification campaign and summarise it",
         description="Check the implementation against the model: conformance traces, the "
         "sequential state machine, drawn thread schedules, real-thread linearizability, the "
-        "planted-bug self-test and the symbolic checks. Run from a clone of the project. "
-        "Exit status 0 iff every check passed.",
+        "planted-bug self-test and the symbolic checks. Run from a clone of the project.",
+        epilog="Each check ends passed, failed (something was found: a counterexample, a "
+        "falsifying example, a planted bug missed) or incomplete (a time limit ran out, a "
+        "process died, a dependency is missing). Exit status: 0 every check passed; 1 some "
+        "check failed; 2 usage error; 3 nothing failed but some check is incomplete.",
     )
     verify.add_arguments(verify_parser)
     return parser

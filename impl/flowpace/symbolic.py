@@ -1,4 +1,4 @@
-"""Symbolic checks of the reference model with CrossHair, within a time budget.
+"""Symbolic checks of the reference model with CrossHair, with a CPU-time timeout per condition.
 
 The reference model states the specification's properties as PEP 316 contracts in its
 docstrings (``pre:``, ``post:``, ``raises:``), and `flowpace_reference.symbolic` adds harness
@@ -15,23 +15,32 @@ runs CrossHair on every condition of both and says, for each one, what CrossHair
   solver could not decide any path); nothing was checked, so the run fails. A condition found
   vacuous is checked once more with `VACUOUS_RETRY_FACTOR` times its timeout before it counts
   as vacuous: whether the search gets past a long precondition in one CPU second depends on
-  the order it happens to explore paths in, and a short budget must not make the run flaky;
+  the order it happens to explore paths in, and a short timeout must not make the run flaky;
 - ``counterexample``: CrossHair found inputs that break the condition; the run fails;
 - ``error``: the condition could not be checked (a syntax error in a contract, a failed
   import, a crash of CrossHair); the run fails;
-- ``not run``: the time budget ran out first; the run fails.
+- ``not run``: the condition was never checked: the safety net (a wall-clock cap that no
+  default run reaches) stopped the run first, or the worker checking it died. Nothing was
+  learnt either way, so the run is *incomplete*.
+
+Each condition gets a fixed timeout in CPU seconds (CrossHair counts the CPU time of the
+process that checks it), chosen by the profile (`CONDITION_TIMEOUTS`) or given: a loaded
+machine stretches a run's wall-clock time, never how far each condition is searched. A run's
+verdict is `PASSED` (every condition proven or held), `FAILED` (a counterexample, a vacuous
+condition or an error) or `INCOMPLETE` (nothing failed, but some condition was not run, or
+CrossHair is not installed); `EXIT_STATUS` maps each to the command's exit status.
 
 Entry point: `run_symbolic_checks` (what ``flowpace verify`` runs, through ``python -m
 flowpace.symbolic``). The checks run in worker processes, ``jobs`` at a time, each worker
-taking the next condition as soon as it is free; the per-condition timeout is derived from the
-budget unless given. CrossHair is a development dependency: it is imported only by the
-workers, and a missing CrossHair is reported as an error, never as a pass.
+taking the next condition as soon as it is free. CrossHair is a development dependency: it is
+imported only by the workers.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -51,7 +60,9 @@ COUNTEREXAMPLE: Final = "counterexample"
 ERROR: Final = "error"
 NOT_RUN: Final = "not run"
 PASSING_OUTCOMES: Final = frozenset({PROVEN, HELD})
-"""The outcomes that let a run pass; every other outcome fails it."""
+"""The outcomes that let a run pass."""
+FAILING_OUTCOMES: Final = frozenset({VACUOUS, COUNTEREXAMPLE, ERROR})
+"""The outcomes that fail a run; ``not run`` leaves it incomplete."""
 
 PEP316: Final = "PEP316"
 ASSERTS: Final = "asserts"
@@ -66,7 +77,7 @@ class Target:
     kind: str
     """``PEP316`` for docstring contracts, ``asserts`` for assert-style harnesses."""
     weight: float = 1.0
-    """How many shares of the budget each of its conditions gets."""
+    """How many times the per-condition timeout each of its conditions gets."""
 
 
 MODEL_TARGETS: Final = (
@@ -80,31 +91,42 @@ MODEL_TARGETS: Final = (
 )
 """Every module of the model that carries conditions, and how to read them."""
 
-BUDGET_ENV: Final = "FLOWPACE_SYMBOLIC_BUDGET"
-"""Overrides the budget, in seconds, of ``python -m flowpace.symbolic``."""
+TIMEOUT_ENV: Final = "FLOWPACE_SYMBOLIC_TIMEOUT"
+"""Overrides the per-condition timeout, in CPU seconds, of ``python -m flowpace.symbolic``."""
 
 PROFILE_ENV: Final = "HYPOTHESIS_PROFILE"
-"""The campaign's profile: ``nightly`` selects the long budget."""
+"""The campaign's profile: it selects the per-condition timeout."""
 
-BUDGETS: Final = {"dev": 90.0, "ci": 90.0, "nightly": 1_800.0}
-"""Budget in seconds by profile: CI's fits the default test run on 2 cores; nightly digs."""
+CONDITION_TIMEOUTS: Final = {"dev": 0.5, "ci": 1.0, "nightly": 10.0}
+"""CPU seconds per condition of weight 1, by profile.
+
+``dev`` searches half as long as ``ci`` so that the default campaign stays short on a busy
+2-core machine (about 100 CPU seconds); ``ci`` is the suite's; ``nightly`` digs.
+"""
+
+MAX_SECONDS: Final = {"dev": 1_800.0, "ci": 1_800.0, "nightly": 14_400.0}
+"""The safety net, in wall-clock seconds, by profile: a run still going then is stopped and
+whatever it had not checked is ``not run``. A default run on a loaded machine takes a few
+minutes: only a hung solver reaches this."""
 
 DEFAULT_JOBS: Final = 2
 """Worker processes: the machine CI runs on has 2 cores."""
 
-MIN_CONDITION_TIMEOUT: Final = 1.0
 MAX_CONDITION_TIMEOUT: Final = 120.0
-"""Bounds of the derived per-condition timeout, in CPU seconds."""
-
-STARTUP_SECONDS: Final = 10.0
-"""Allowance, within the budget, for starting the workers and collecting the conditions."""
+"""No condition is searched longer than this many CPU seconds, whatever its weight."""
 
 VACUOUS_RETRY_FACTOR: Final = 5.0
 """A vacuous condition's second check gets this multiple of its first timeout."""
 
-OVERRUN_FACTOR: Final = 2.0
-"""The workers are stopped at this multiple of the budget: CrossHair's timeouts count CPU
-seconds, so a loaded machine stretches them in wall-clock time."""
+PASSED: Final = "passed"
+FAILED: Final = "failed"
+INCOMPLETE: Final = "incomplete"
+EXIT_STATUS: Final = {PASSED: 0, FAILED: 1, INCOMPLETE: 3}
+"""The exit status of ``python -m flowpace.symbolic`` for each verdict (2 is a usage error)."""
+
+CROSSHAIR_MISSING: Final = (
+    "CrossHair is not installed: install crosshair-tool (uv sync installs it with the dev group)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,8 +195,8 @@ class SymbolicReport:
     """One check per function with conditions, and one per target that failed to load."""
     per_condition_timeout: float
     """CPU seconds each condition of weight 1 could take (others take their weight's share)."""
-    budget_seconds: float
-    """The run's budget."""
+    max_seconds: float
+    """The run's safety net, in wall-clock seconds."""
     seconds: float
     """Wall-clock seconds the run took."""
     jobs: int
@@ -185,10 +207,27 @@ class SymbolicReport:
         """Return every condition of every check."""
         return tuple(c for check in self.checks for c in check.conditions)
 
+    missing: str = ""
+    """Why nothing could be checked (CrossHair is not installed), if that is so."""
+
+    @property
+    def verdict(self) -> str:
+        """
+        Return `PASSED`, `FAILED` or `INCOMPLETE`.
+
+        A failure found wins over conditions left unchecked; a run that checked nothing at all
+        (no target, or CrossHair missing) is incomplete unless a target failed to load.
+        """
+        if any(not check.passed and _found_failure(check) for check in self.checks):
+            return FAILED
+        if self.missing or not self.checks or self.count(NOT_RUN):
+            return INCOMPLETE
+        return PASSED
+
     @property
     def passed(self) -> bool:
         """Return whether every check passed."""
-        return bool(self.checks) and all(check.passed for check in self.checks)
+        return self.verdict == PASSED
 
     def count(self, outcome: str) -> int:
         """Return how many conditions ended with ``outcome``."""
@@ -202,12 +241,14 @@ class SymbolicReport:
             if self.count(outcome) or outcome in PASSING_OUTCOMES
         )
         errors = sum(len(check.errors) for check in self.checks)
-        verdict = "passed" if self.passed else "FAILED"
+        verdict = self.verdict if self.verdict == PASSED else self.verdict.upper()
+        if self.missing:
+            return f"symbolic checks {verdict}: {self.missing}"
         return (
             f"symbolic checks {verdict}: {len(self.conditions)} conditions of "
             f"{len(self.checks)} functions: {counts}"
             + (f", {errors} target error(s)" if errors else "")
-            + f"; {self.seconds:.0f} s, {self.per_condition_timeout:.1f} s per condition, "
+            + f"; {self.seconds:.0f} s, {self.per_condition_timeout:g} CPU s per condition, "
             f"{self.jobs} job(s)"
         )
 
@@ -241,48 +282,55 @@ def format_report(report: SymbolicReport, *, verbose: bool = False) -> str:
 # --- running the workers ---------------------------------------------------------------------
 
 
-def budget_from_environment() -> float:
-    """Return the budget `BUDGET_ENV` sets, else the one of the profile `PROFILE_ENV` names."""
-    named = os.environ.get(BUDGET_ENV)
+def profile_from_environment() -> str:
+    """Return the profile `PROFILE_ENV` names, if it is one of `CONDITION_TIMEOUTS`, else ci."""
+    named = os.environ.get(PROFILE_ENV, "ci")
+    return named if named in CONDITION_TIMEOUTS else "ci"
+
+
+def timeout_from_environment() -> float:
+    """Return the per-condition timeout `TIMEOUT_ENV` sets, else the profile's."""
+    named = os.environ.get(TIMEOUT_ENV)
     if named:
         return float(named)
-    return BUDGETS.get(os.environ.get(PROFILE_ENV, "ci"), BUDGETS["ci"])
+    return CONDITION_TIMEOUTS[profile_from_environment()]
 
 
-def condition_timeout(budget_seconds: float, jobs: int, shares: float) -> float:
-    """Return the timeout of one share so that ``shares`` spend the budget on ``jobs`` workers."""
-    if shares <= 0:
-        return MIN_CONDITION_TIMEOUT
-    share = (budget_seconds - STARTUP_SECONDS) * jobs / shares
-    return min(max(share, MIN_CONDITION_TIMEOUT), MAX_CONDITION_TIMEOUT)
+def max_seconds_from_environment() -> float:
+    """Return the safety net of the profile `PROFILE_ENV` names."""
+    return MAX_SECONDS[profile_from_environment()]
+
+
+def crosshair_installed() -> bool:
+    """Return whether CrossHair can be imported here (the workers need it)."""
+    return importlib.util.find_spec("crosshair") is not None
 
 
 def run_symbolic_checks(
-    budget_seconds: float,
+    per_condition_timeout: float,
     *,
     jobs: int = DEFAULT_JOBS,
     targets: Sequence[Target] = MODEL_TARGETS,
-    per_condition_timeout: float | None = None,
+    max_seconds: float = MAX_SECONDS["ci"],
 ) -> SymbolicReport:
     """
-    Return what CrossHair establishes about every condition of ``targets`` within the budget.
+    Return what CrossHair establishes about every condition of ``targets``.
 
-    The conditions are collected first; unless ``per_condition_timeout`` is given, each gets
-    an equal share of ``budget_seconds`` on ``jobs`` workers (CPU seconds, within
-    `MIN_CONDITION_TIMEOUT` and `MAX_CONDITION_TIMEOUT`). Workers still running at
-    `OVERRUN_FACTOR` times the budget are stopped, and what they had not finished is
-    ``not run``.
+    Each condition is searched for at most ``per_condition_timeout`` CPU seconds times its
+    target's weight (at most `MAX_CONDITION_TIMEOUT`), on ``jobs`` workers. Workers still
+    running ``max_seconds`` of wall-clock time after the start are stopped, and what they had
+    not finished is ``not run``: the run is then incomplete, never failed or passed.
     """
     started = time.monotonic()
-    deadline = started + OVERRUN_FACTOR * budget_seconds
-    with _WorkerPool(max(jobs, 1), deadline) as pool:
+    jobs = max(jobs, 1)
+    if not crosshair_installed():
+        return SymbolicReport((), per_condition_timeout, max_seconds, 0.0, jobs, CROSSHAIR_MISSING)
+    with _WorkerPool(jobs, started + max_seconds) as pool:
         jobs_to_run, load_errors = _collect(pool, targets)
-        shares = sum(float(str(job["weight"])) for job in jobs_to_run)
-        timeout = per_condition_timeout or condition_timeout(
-            budget_seconds - (time.monotonic() - started), max(jobs, 1), shares
-        )
         for job in jobs_to_run:
-            job["timeout"] = min(timeout * float(str(job["weight"])), MAX_CONDITION_TIMEOUT)
+            job["timeout"] = min(
+                per_condition_timeout * float(str(job["weight"])), MAX_CONDITION_TIMEOUT
+            )
         answers = pool.run(jobs_to_run)
         retry = [i for i, answer in enumerate(answers) if answer.get("outcome") == VACUOUS]
         for index in retry:
@@ -297,26 +345,16 @@ def run_symbolic_checks(
     ]
     return SymbolicReport(
         checks=(*load_errors, *_group(results, jobs_to_run)),
-        per_condition_timeout=timeout,
-        budget_seconds=budget_seconds,
+        per_condition_timeout=per_condition_timeout,
+        max_seconds=max_seconds,
         seconds=time.monotonic() - started,
-        jobs=max(jobs, 1),
+        jobs=jobs,
     )
 
 
-def planned_timeout(
-    budget_seconds: float, *, jobs: int = DEFAULT_JOBS, targets: Sequence[Target] = MODEL_TARGETS
-) -> float:
-    """
-    Return the per-condition timeout `run_symbolic_checks` would derive for ``targets``.
-
-    For running the targets in several parts (one test per module, say) with the timeout of
-    one run within ``budget_seconds``.
-    """
-    with _WorkerPool(1, time.monotonic() + STARTUP_SECONDS * 6) as pool:
-        jobs_to_run, _ = _collect(pool, targets)
-    shares = sum(float(str(job["weight"])) for job in jobs_to_run)
-    return condition_timeout(budget_seconds, max(jobs, 1), shares)
+def _found_failure(check: CheckResult) -> bool:
+    """Return whether ``check`` failed on something found, not on conditions left unchecked."""
+    return bool(check.errors) or any(c.outcome in FAILING_OUTCOMES for c in check.conditions)
 
 
 def _collect(
@@ -327,6 +365,17 @@ def _collect(
     jobs_to_run: list[dict[str, object]] = []
     load_errors: list[CheckResult] = []
     for target, answer in zip(targets, collected, strict=True):
+        if answer.get("outcome") == NOT_RUN:
+            # Stopped before its conditions were even listed: unchecked, not broken.
+            unlisted = ConditionResult(
+                target.module,
+                0,
+                "(conditions not collected)",
+                NOT_RUN,
+                message=str(answer["error"]),
+            )
+            load_errors.append(CheckResult(target.module, target.kind, (unlisted,)))
+            continue
         if "error" in answer:
             load_errors.append(CheckResult(target.module, target.kind, (), (str(answer["error"]),)))
             continue
@@ -410,7 +459,7 @@ class _WorkerPool:
                     stream.close()
 
     def stop(self) -> None:
-        """Kill every worker: the budget is spent."""
+        """Kill every worker: the safety net was reached."""
         for process in self.processes:
             if process.poll() is None:
                 process.kill()
@@ -430,7 +479,9 @@ class _WorkerPool:
         for thread in threads:
             thread.join()
         return [
-            answer if answer is not None else {"outcome": NOT_RUN, "error": "budget spent"}
+            answer
+            if answer is not None
+            else {"outcome": NOT_RUN, "error": "stopped by the safety net"}
             for answer in answers
         ]
 
@@ -463,13 +514,13 @@ class _WorkerPool:
             answers[index] = json.loads(line)
 
     def _death_notice(self, process: subprocess.Popen[str]) -> dict[str, object]:
-        """Return the answer for a job whose worker died or was stopped."""
+        """Return the answer for a job whose worker died or was stopped: ``not run``."""
         if time.monotonic() >= self.deadline:
-            return {"outcome": NOT_RUN, "error": "budget spent"}
+            return {"outcome": NOT_RUN, "error": "stopped by the safety net"}
         process.kill()
         stderr = process.stderr.read() if process.stderr is not None else ""
         last = stderr.strip().splitlines()[-1:] or ["no output"]
-        return {"outcome": ERROR, "error": f"worker died: {last[0]}"}
+        return {"outcome": NOT_RUN, "error": f"worker died: {last[0]}"}
 
 
 # --- the worker ------------------------------------------------------------------------------
@@ -617,20 +668,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m flowpace.symbolic",
         description="Check the reference model's contracts and harnesses with CrossHair.",
+        epilog="Exit status: 0 passed (every condition proven or held), 1 failed (a "
+        "counterexample, a vacuous condition or an error), 2 usage error, 3 incomplete "
+        "(nothing failed, but some condition was not run, or CrossHair is not installed).",
     )
-    parser.add_argument(
-        "--budget",
-        type=float,
-        default=None,
-        help=f"seconds to spend (default: ${BUDGET_ENV}, else by ${PROFILE_ENV}: {BUDGETS})",
-    )
-    parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS, help="worker processes")
     parser.add_argument(
         "--per-condition-timeout",
         type=float,
         default=None,
-        help="CPU seconds per condition (default: derived from the budget)",
+        metavar="CPU_SECONDS",
+        help=f"CPU seconds per condition, times its target's weight (default: ${TIMEOUT_ENV}, "
+        f"else by ${PROFILE_ENV}: {CONDITION_TIMEOUTS})",
     )
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="safety net: wall-clock seconds after which what is left is not run and the "
+        f"run incomplete (default by ${PROFILE_ENV}: {MAX_SECONDS})",
+    )
+    parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS, help="worker processes")
     parser.add_argument("--verbose", action="store_true", help="list every condition")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -641,8 +698,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the symbolic checks and print the report; return 0 iff every check passed."""
-    args = build_parser().parse_args(argv)
+    """Run the symbolic checks and print the report; return the verdict's `EXIT_STATUS`."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.worker:
         _worker(sys.stdin, sys.stdout)
         return 0
@@ -651,16 +709,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         known = {target.module: target for target in MODEL_TARGETS}
         unknown = [name for name in args.modules if name not in known]
         if unknown:
-            sys.stderr.write(f"not a checked model module: {', '.join(unknown)}\n")
-            return 2
+            parser.error(f"not a checked model module: {', '.join(unknown)}")
         targets = tuple(known[name] for name in args.modules)
-    budget = args.budget if args.budget is not None else budget_from_environment()
+    for name in ("per_condition_timeout", "max_seconds", "jobs"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {value}")
+    timeout = args.per_condition_timeout or timeout_from_environment()
     report = run_symbolic_checks(
-        budget, jobs=args.jobs, targets=targets, per_condition_timeout=args.per_condition_timeout
+        timeout,
+        jobs=args.jobs,
+        targets=targets,
+        max_seconds=args.max_seconds or max_seconds_from_environment(),
     )
     text = report.to_json() if args.json else format_report(report, verbose=args.verbose)
     sys.stdout.write(text + "\n")
-    return 0 if report.passed else 1
+    return EXIT_STATUS[report.verdict]
 
 
 if __name__ == "__main__":

@@ -69,6 +69,25 @@ PROFILES: Final = ("dev", "ci", "nightly")
 DETECTION_MARKERS: Final = ("Falsifying example", "Failing test case")
 """What Hypothesis prints for a failing example: a planted bug counts as found only then."""
 
+PASSED: Final = "passed"
+FAILED: Final = "failed"
+INCOMPLETE: Final = "incomplete"
+VERDICTS: Final = (PASSED, FAILED, INCOMPLETE)
+"""How a check, and the campaign, can end: passed; failed (something was found: a
+counterexample, a falsifying example, a planted bug missed); or incomplete (a time limit ran
+out, a process died, a dependency is missing: nothing was learnt either way)."""
+
+EXIT_STATUS: Final = {PASSED: 0, FAILED: 1, INCOMPLETE: 3}
+"""The exit status of ``flowpace verify`` for each verdict; 2 is a usage error (argparse)."""
+
+
+def combined(verdicts: Iterable[str]) -> str:
+    """Return the verdict of several: failed if any failed, else incomplete if any, else passed."""
+    seen = set(verdicts)
+    if FAILED in seen:
+        return FAILED
+    return INCOMPLETE if INCOMPLETE in seen else PASSED
+
 
 # --- what the tests call ---------------------------------------------------------------------
 
@@ -225,15 +244,18 @@ class PlantedBug:
     spec: str
     """The requirements it breaks (the patch's ``Spec:`` line)."""
     hunks: tuple[Hunk, ...]
+    found_by: str = ""
+    """The check expected to find it (the patch's ``Found-by:`` line): a hunt runs it first."""
 
 
 def parse_patch(name: str, text: str) -> PlantedBug:
     """
     Return the planted bug a unified diff describes; raise PatchError if it is malformed.
 
-    Free text before the first ``---`` line describes the bug: its ``Planted bug:`` and
-    ``Spec:`` lines are kept. Line numbers in ``@@`` headers are ignored: each hunk is applied
-    where its old text (context and removed lines) occurs, which must be exactly once.
+    Free text before the first ``---`` line describes the bug: its ``Planted bug:``, ``Spec:``
+    and ``Found-by:`` lines are kept (``Found-by`` names a check of `HYPOTHESIS_CHECKS`). Line
+    numbers in ``@@`` headers are ignored: each hunk is applied where its old text (context and
+    removed lines) occurs, which must be exactly once.
     """
     header, _, diff = text.partition("\n--- ")
     meta = {}
@@ -248,11 +270,18 @@ def parse_patch(name: str, text: str) -> PlantedBug:
     ]
     if not hunks:
         raise PatchError(f"planted bug {name}: no hunk found")
+    found_by = meta.get("found-by", "")
+    known = [check.name for check in HYPOTHESIS_CHECKS]
+    if found_by and found_by not in known:
+        raise PatchError(
+            f"planted bug {name}: Found-by names {found_by!r}, not one of {', '.join(known)}"
+        )
     return PlantedBug(
         name=name,
         title=meta.get("planted bug", name),
         spec=meta.get("spec", ""),
         hunks=tuple(hunks),
+        found_by=found_by,
     )
 
 
@@ -327,12 +356,30 @@ class Hunt:
     """Why the hunt could not run (patch does not apply, copy broken), if it could not."""
     log: str = ""
     """The output of the last check run."""
+    incomplete: bool = False
+    """Whether the hunt was cut short by its time limit: then nothing was learnt."""
+
+    @property
+    def verdict(self) -> str:
+        """Return `PASSED` if the bug was found, `INCOMPLETE` if cut short, else `FAILED`."""
+        if self.detected_by is not None:
+            return PASSED
+        return INCOMPLETE if self.incomplete else FAILED
+
+
+def hunt_order(bug: PlantedBug, checks: Sequence[Check] = HYPOTHESIS_CHECKS) -> list[Check]:
+    """Return ``checks`` in the order a hunt for ``bug`` runs them: its ``Found-by`` first."""
+    return sorted(checks, key=lambda check: check.name != bug.found_by)
+
+
+HUNT_PROFILE: Final = "ci"
+"""The profile every hunt runs under: derandomized, so a hunt finds its bug on every run."""
 
 
 def hunt(
     bug: PlantedBug,
     root: Path,
-    profile: str,
+    profile: str = HUNT_PROFILE,
     *,
     checks: Sequence[Check] = HYPOTHESIS_CHECKS,
     timeout: float = 900.0,
@@ -340,8 +387,11 @@ def hunt(
     """
     Plant ``bug`` in a copy of the project and run ``checks`` on it until one fails.
 
-    A check *detects* the bug when it fails with a falsifying example; a failure without one
-    (an import error, a broken patch) is reported as an error, never as a detection.
+    The check its patch names as ``Found-by`` runs first. A check *detects* the bug when it
+    fails with a falsifying example; a failure without one (an import error, a broken patch)
+    is reported as an error, never as a detection. A check that runs past ``timeout``
+    wall-clock seconds (a safety net) leaves the hunt incomplete. The hash seed is fixed, so
+    that under a derandomized profile a hunt is the same search on every run.
     """
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=f"flowpace-{bug.name}-") as tmp:
@@ -351,12 +401,14 @@ def hunt(
             apply_bug(bug, copy)
         except (OSError, PatchError) as error:
             return Hunt(bug, None, time.monotonic() - started, error=str(error))
-        env = check_environment(copy, profile, stats=None, **{PLANTED_ENV: bug.name})
+        env = check_environment(
+            copy, profile, stats=None, **{PLANTED_ENV: bug.name, "PYTHONHASHSEED": "0"}
+        )
         where = _imported_from(copy, env)
         if where is not None:
             return Hunt(bug, None, time.monotonic() - started, error=where)
         log = ""
-        for check in checks:
+        for check in hunt_order(bug, checks):
             try:
                 done = subprocess.run(  # noqa: S603  # our own interpreter and test files
                     [*pytest_command(check.tests), "-x"],
@@ -368,17 +420,24 @@ def hunt(
                     check=False,
                 )
             except subprocess.TimeoutExpired:
-                return Hunt(bug, None, time.monotonic() - started, error=f"{check.name} timed out")
+                return Hunt(
+                    bug,
+                    None,
+                    time.monotonic() - started,
+                    error=f"{check.name} ran past the {timeout:.0f} s safety net",
+                    incomplete=True,
+                )
             log = done.stdout + done.stderr
             if done.returncode == 0:
                 continue
-            if any(marker in log for marker in DETECTION_MARKERS):
+            if done.returncode == 1 and any(marker in log for marker in DETECTION_MARKERS):
                 return Hunt(bug, check.name, time.monotonic() - started, log=log)
             return Hunt(
                 bug,
                 None,
                 time.monotonic() - started,
-                error=f"{check.name} failed without a falsifying example",
+                error=f"{check.name} failed without a falsifying example "
+                f"(pytest exit status {done.returncode}): {_failure_reason(log)}",
                 log=log,
             )
         return Hunt(bug, None, time.monotonic() - started, log=log)
@@ -411,7 +470,8 @@ class Outcome:
 
     name: str
     title: str
-    passed: bool = True
+    verdict: str = PASSED
+    """`PASSED`, `FAILED` or `INCOMPLETE`."""
     seconds: float = 0.0
     examples: int = 0
     steps: int = 0
@@ -419,6 +479,15 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
     recipe: list[str] = field(default_factory=list)
     """How to replay a failure: commands and the failing example's lines."""
+
+    @property
+    def passed(self) -> bool:
+        """Return whether the check passed."""
+        return self.verdict == PASSED
+
+    def conclude(self, verdict: str) -> None:
+        """Combine ``verdict`` into this check's verdict (a failure wins over incomplete)."""
+        self.verdict = combined((self.verdict, verdict))
 
 
 @dataclass
@@ -460,7 +529,7 @@ def run_conformance(campaign: Campaign) -> Outcome:
     outcome.steps = sum(len(vector.trace) for vector in vectors) * len(TARGETS)
     outcome.notes.append(f"{len(vectors)} traces x {len(TARGETS)} targets")
     if failures or not vectors:
-        outcome.passed = False
+        outcome.conclude(FAILED)
         shown = ", ".join(f"{name} [{target}]" for name, target in failures[:5])
         outcome.notes.append(f"{len(failures)} traces differ: {shown}")
         outcome.recipe.append(f"uv run flowpace replay --target both {VECTORS}")
@@ -480,8 +549,31 @@ def run_process(command: list[str], campaign: Campaign, env: dict[str, str]) -> 
             check=False,
         )
     except subprocess.TimeoutExpired as expired:
-        return 124, f"timed out after {expired.timeout} s"
+        return TIMED_OUT, f"ran past the {expired.timeout:.0f} s safety net (--timeout)"
     return done.returncode, done.stdout + done.stderr
+
+
+TIMED_OUT: Final = 124
+"""The status `run_process` gives a process it stopped at the safety net (as timeout(1) does)."""
+
+
+def pytest_verdict(status: int, log: str) -> tuple[str, str]:
+    """
+    Return the verdict of one pytest process of a check, and why.
+
+    pytest exits 1 when a test failed: the check found something. Every other non-zero
+    status means the tests did not all run (interrupted, internal or usage error, no test
+    collected, killed, stopped at the safety net, pytest missing): the check is incomplete.
+    """
+    if status == 0:
+        return PASSED, ""
+    if "No module named pytest" in log:
+        return INCOMPLETE, "pytest is not installed (uv sync installs it with the dev group)"
+    if status == 1:
+        return FAILED, _failure_reason(log)
+    if status == TIMED_OUT:
+        return INCOMPLETE, log.strip().splitlines()[-1]
+    return INCOMPLETE, f"pytest exit status {status}: {_last_line(log)}"
 
 
 def run_pytest_check(campaign: Campaign, check: Check) -> Outcome:
@@ -506,9 +598,10 @@ def run_pytest_check(campaign: Campaign, check: Check) -> Outcome:
     for index, (status, log) in enumerate(results):
         log_path = campaign.logs / f"{check.name}-{index}.log"
         log_path.write_text(log, encoding="utf-8")
-        if status != 0:
-            outcome.passed = False
-            outcome.notes.append(_failure_reason(log))
+        verdict, reason = pytest_verdict(status, log)
+        outcome.conclude(verdict)
+        if verdict != PASSED:
+            outcome.notes.append(reason if verdict == FAILED else f"incomplete: {reason}")
             recipe = _replay_recipe(campaign, check, seeds[index], log, log_path)
             outcome.recipe.extend(recipe)
     _gather_stats(outcome, stats)
@@ -604,13 +697,17 @@ def run_planted_bugs(campaign: Campaign) -> Outcome:
     try:
         bugs = load_planted_bugs(campaign.root)
     except PatchError as error:
-        outcome.passed = False
+        outcome.conclude(FAILED)
         outcome.notes.append(str(error))
         return outcome
 
     def one(bug: PlantedBug) -> Hunt:
-        result = hunt(bug, campaign.root, hunt_profile(campaign.profile), timeout=campaign.timeout)
-        verdict = f"found by {result.detected_by}" if result.detected_by else "NOT FOUND"
+        result = hunt(bug, campaign.root, timeout=campaign.timeout)
+        verdict = {
+            PASSED: f"found by {result.detected_by}",
+            FAILED: "NOT FOUND",
+            INCOMPLETE: "INCOMPLETE",
+        }[result.verdict]
         campaign.say(f"    planted bug {bug.name}: {verdict} in {result.seconds:.1f} s")
         return result
 
@@ -624,9 +721,10 @@ def run_planted_bugs(campaign: Campaign) -> Outcome:
         if result.detected_by:
             outcome.notes.append(f"{result.bug.name}: {result.detected_by}, {result.seconds:.1f} s")
             continue
-        outcome.passed = False
+        outcome.conclude(result.verdict)
         why = result.error or "no check failed"
-        outcome.notes.append(f"{result.bug.name}: NOT FOUND ({why})")
+        said = "INCOMPLETE" if result.incomplete else "NOT FOUND"
+        outcome.notes.append(f"{result.bug.name}: {said} ({why})")
         log_path = campaign.logs / f"planted-{result.bug.name}.log"
         log_path.write_text(result.log, encoding="utf-8")
         outcome.recipe.append(
@@ -634,19 +732,9 @@ def run_planted_bugs(campaign: Campaign) -> Outcome:
             f"-k {result.bug.name}   (last output: {log_path})"
         )
     if not bugs:
-        outcome.passed = False
+        outcome.conclude(FAILED)
         outcome.notes.append(f"no patch in {PLANTED_BUGS}")
     return outcome
-
-
-def hunt_profile(profile: str) -> str:
-    """
-    Return the profile planted-bug hunts run under: ``ci`` on CI, else ``dev``.
-
-    The hunts show that the checks can find each bug; a nightly-sized check that cannot find a
-    bug (the sequential machine, for a race) would only delay the check that can.
-    """
-    return "ci" if profile == "ci" else "dev"
 
 
 def run_symbolic(campaign: Campaign) -> Outcome:
@@ -668,8 +756,13 @@ def run_symbolic(campaign: Campaign) -> Outcome:
     outcome.notes.append(verdict.removeprefix("symbolic checks "))
     conditions = re.search(r"(\d+) conditions", verdict)
     outcome.examples = int(conditions.group(1)) if conditions else 0
+    by_status = {code: name for name, code in EXIT_STATUS.items()}
+    if not verdict.startswith("symbolic checks"):
+        # No verdict line: the runner itself crashed or was stopped; nothing was concluded.
+        outcome.conclude(INCOMPLETE)
+    else:
+        outcome.conclude(by_status.get(status, INCOMPLETE))
     if status != 0:
-        outcome.passed = False
         outcome.recipe.extend(
             [
                 f"{PROFILE_ENV}={campaign.profile} uv run python -m flowpace.symbolic --verbose",
@@ -706,7 +799,7 @@ def run_campaign(campaign: Campaign) -> list[Outcome]:
         outcome = RUNNERS[name](campaign)
         with campaign.lock:
             del running[name]
-        verdict = "passed" if outcome.passed else "FAILED"
+        verdict = outcome.verdict if outcome.passed else outcome.verdict.upper()
         campaign.say(
             f"  {verdict:8} {name} in {outcome.seconds:.1f} s "
             f"({time.monotonic() - started:.0f} s into the campaign)"
@@ -753,7 +846,7 @@ def summary(outcomes: Sequence[Outcome], seconds: float) -> str:
     rows = [
         (
             outcome.name,
-            "pass" if outcome.passed else "FAIL",
+            {PASSED: "pass", FAILED: "FAIL", INCOMPLETE: "INCOMPLETE"}[outcome.verdict],
             f"{outcome.seconds:.1f} s",
             str(outcome.examples or "-"),
             str(outcome.steps or "-"),
@@ -770,12 +863,24 @@ def summary(outcomes: Sequence[Outcome], seconds: float) -> str:
 
     lines = [line(header), line(["-" * width for width in widths] + ["-----"])]
     lines.extend(line(row) for row in rows)
-    failed = [outcome for outcome in outcomes if not outcome.passed]
-    verdict = "PASSED" if not failed else f"FAILED ({', '.join(o.name for o in failed)})"
-    lines.append(f"\n{verdict} in {seconds:.0f} s")
-    for outcome in failed:
-        if outcome.recipe:
-            lines.append(f"\nreplay {outcome.name}:")
+    verdict = combined(outcome.verdict for outcome in outcomes)
+    named = [outcome.name for outcome in outcomes if outcome.verdict == verdict]
+    if verdict == PASSED:
+        lines.append(f"\nPASSED in {seconds:.0f} s")
+    else:
+        lines.append(f"\n{verdict.upper()} ({', '.join(named)}) in {seconds:.0f} s")
+    unfinished = [o.name for o in outcomes if o.verdict == INCOMPLETE]
+    if verdict == FAILED and unfinished:
+        lines.append(f"(also incomplete: {', '.join(unfinished)})")
+    if verdict == INCOMPLETE:
+        lines.append(
+            "incomplete: a time limit ran out, a process died or a dependency is missing; "
+            "no check failed, and none of these passed either"
+        )
+    for outcome in outcomes:
+        if outcome.recipe and not outcome.passed:
+            title = "replay" if outcome.verdict == FAILED else "rerun"
+            lines.append(f"\n{title} {outcome.name}:")
             lines.extend(f"  {step}" for step in outcome.recipe)
     return "\n".join(lines)
 
@@ -834,12 +939,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--timeout",
         type=float,
         default=1_800.0,
-        help="seconds one check process may take before it counts as failed (default 1800)",
+        help="safety net: wall-clock seconds one check process may take before it is stopped "
+        "and the check counted incomplete (default 1800; no default run comes near it)",
     )
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the campaign the parsed ``args`` describe; return 0 iff every check passed."""
+    """Run the campaign the parsed ``args`` describe; return the verdict's `EXIT_STATUS`."""
     profile = args.profile or default_profile()
     if args.database:
         os.environ[DATABASE_ENV] = args.database
@@ -857,7 +963,7 @@ def main(args: argparse.Namespace) -> int:
     started = time.monotonic()
     outcomes = run_campaign(campaign)
     print(summary(outcomes, time.monotonic() - started), file=campaign.out)
-    passed = all(outcome.passed for outcome in outcomes)
-    if passed:
+    verdict = combined(outcome.verdict for outcome in outcomes)
+    if verdict == PASSED:
         shutil.rmtree(logs, ignore_errors=True)
-    return 0 if passed else 1
+    return EXIT_STATUS[verdict]
