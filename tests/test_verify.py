@@ -8,6 +8,8 @@ net too short for any machine) and check what the campaign says about it.
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
 import re
 import subprocess
 import sys
@@ -224,3 +226,53 @@ def test_the_command_exits_3_when_a_check_is_incomplete() -> None:
     assert done.returncode == EXIT_STATUS[INCOMPLETE], done.stdout + done.stderr
     assert "INCOMPLETE (linearizability)" in done.stdout
     assert re.search(r"^conformance +pass ", done.stdout, re.MULTILINE), done.stdout
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--workers", "0"], "--workers: must be at least 1, got 0"),
+        (["--shards", "two"], "--shards: not a whole number: 'two'"),
+        (["--timeout", "-5"], "--timeout: must be positive, got -5"),
+        (["--profile", "weekly"], "invalid choice: 'weekly'"),
+    ],
+)
+def test_bad_options_are_rejected_before_anything_runs(arguments: list[str], message: str) -> None:
+    # spec DIV-6: a usage error is exit 2 with one line naming the bad value, at once.
+    done = subprocess.run(  # noqa: S603  # this interpreter, our own command
+        [sys.executable, "-m", "flowpace.cli", "verify", *arguments],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stderr
+    assert "started" not in done.stdout
+
+
+def test_an_unknown_profile_in_the_environment_is_a_usage_error() -> None:
+    # spec DIV-6: HYPOTHESIS_PROFILE=weekly would fail every check later; it is refused first.
+    done = subprocess.run(  # this interpreter, our own command
+        [sys.executable, "-m", "flowpace.cli", "verify"],
+        cwd=ROOT,
+        env={**os.environ, "HYPOTHESIS_PROFILE": "weekly"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "unknown profile 'weekly'" in done.stderr
+    assert done.stdout == ""
+
+
+def test_the_command_says_its_version() -> None:
+    # The installed version, as packaging metadata has it.
+    done = subprocess.run(  # this interpreter, our own command
+        [sys.executable, "-m", "flowpace.cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"flowpace {importlib.metadata.version('flowpace')}"

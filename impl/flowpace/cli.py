@@ -8,13 +8,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from flowpace import verify
+from flowpace import __version__, verify
 from flowpace.replay import TARGETS, Mismatch, load_vectors, replay
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of the ``flowpace`` command line."""
     parser = argparse.ArgumentParser(prog="flowpace", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"flowpace {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     replay_parser = commands.add_parser(
         "replay",

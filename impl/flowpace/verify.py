@@ -896,6 +896,28 @@ def default_profile() -> str:
     return "ci" if os.environ.get("CI") else "dev"
 
 
+def positive_int(text: str) -> int:
+    """Return ``text`` as an integer of at least 1, or raise argparse's error naming it."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """Return ``text`` as a positive number of seconds, or raise argparse's error naming it."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``flowpace verify`` to ``parser``."""
     parser.add_argument(
@@ -907,13 +929,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--workers",
-        type=int,
+        type=positive_int,
         default=min(os.cpu_count() or 1, 2),
         help="checks (and planted-bug hunts) run side by side (default: 2, or 1 on one core)",
     )
     parser.add_argument(
         "--shards",
-        type=int,
+        type=positive_int,
         default=1,
         help="processes per Hypothesis check, each with its own seed (not under ci)",
     )
@@ -937,16 +959,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=positive_seconds,
         default=1_800.0,
         help="safety net: wall-clock seconds one check process may take before it is stopped "
         "and the check counted incomplete (default 1800; no default run comes near it)",
     )
 
 
+USAGE_ERROR: Final = 2
+"""The exit status of a command line that cannot be run as given (argparse's)."""
+
+
 def main(args: argparse.Namespace) -> int:
     """Run the campaign the parsed ``args`` describe; return the verdict's `EXIT_STATUS`."""
     profile = args.profile or default_profile()
+    if profile not in PROFILES:
+        # Checked before anything runs: every check would otherwise fail on it, later.
+        sys.stderr.write(
+            f"flowpace verify: unknown profile {profile!r} (from ${PROFILE_ENV}); "
+            f"choose one of {', '.join(PROFILES)}\n"
+        )
+        return USAGE_ERROR
     if args.database:
         os.environ[DATABASE_ENV] = args.database
     # Logs outlive a failing run, so that its replay recipe can point at them.
