@@ -132,3 +132,53 @@ def test_cli_fails_a_vector_with_missing_answers(
     assert "FAIL conf-0000" in out
     assert out.splitlines()[-1] == "0 passed, 1 failed"
     assert status == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, ": is a directory, not a trace file"),
+        ("", ": no traces (the file is empty)"),
+        ('{"trace": [}\n', ":1: not JSON: Expecting value (column 12)"),
+        ("\n[1, 2]\n", ":2: a trace is a JSON object, got list"),
+        ('{"trace": [{"op": "x"}]}\n', ":1: 'expected' must be a list of JSON objects"),
+        (
+            '{"trace": [], "expected": []}\n',
+            ":1: 'trace' is empty: its first line is the configuration",
+        ),
+    ],
+)
+def test_cli_rejects_bad_input_in_one_line_with_status_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None, message: str
+) -> None:
+    """Spec FC-1 to FC-12: input that is not traces is a usage error naming file and line."""
+    path = tmp_path / "traces.jsonl"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_text(content, encoding="utf-8")
+
+    status = main(["replay", str(VECTORS), str(path)])
+
+    captured = capsys.readouterr()
+    assert status == 2
+    assert captured.err == f"flowpace replay: {path}{message}\n"
+    assert captured.out == "", "nothing is replayed when any input is bad"
+
+
+def test_cli_names_a_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Spec FC-1 to FC-12: a missing file is named, with status 2 and no traceback."""
+    missing = tmp_path / "nowhere.jsonl"
+    assert main(["replay", str(missing)]) == 2
+    assert capsys.readouterr().err == f"flowpace replay: {missing}: no such file\n"
+
+
+def test_cli_names_the_nested_field_that_differs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Spec FC-2: a wrong debt is reported as ``state.debt_bytes``, not as the whole state."""
+    record, index, _, _, _ = altered_vector()
+    path = write_vectors(tmp_path / "altered.jsonl", [record])
+    assert main(["replay", str(path)]) == 1
+    fails = [line for line in capsys.readouterr().out.splitlines() if line.startswith("FAIL")]
+    assert fails == [f"FAIL conf-0000 [reference] line {index}: state.debt_bytes differ"]

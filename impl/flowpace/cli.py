@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from flowpace import __version__, verify
-from flowpace.replay import TARGETS, Mismatch, load_vectors, replay
+from flowpace.replay import TARGETS, Mismatch, VectorFileError, load_vectors, replay
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,7 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
         "replay",
         help="replay conformance traces and compare every answer",
         description="Replay traces (one JSON object a line) on a virtual clock and compare "
-        "every field of every expected line. Exit status 0 iff every trace passes.",
+        "every field of every expected line.",
+        epilog="Exit status: 0 every trace passed; 1 some trace differs (each is printed "
+        "with its first differing line and the fields that differ); 2 bad input (a file "
+        "missing, unreadable, not JSON, or not traces: one line names the file and line).",
     )
     replay_parser.add_argument(
         "--target",
@@ -58,6 +61,9 @@ def describe(name: str, target: str, mismatch: Mismatch) -> str:
     )
 
 
+USAGE_ERROR = 2
+"""The exit status for input that cannot be run: a bad option, an unreadable trace file."""
+
 BOTH = "both"
 """The ``--target`` value that replays every trace on every target."""
 
@@ -74,8 +80,14 @@ def run_replay(files: Sequence[Path], targets: Sequence[str]) -> int:
     A trace passes when every target answers it as expected; each target that does not is
     reported with its first differing line.
     """
+    try:
+        # Read every file first: bad input is reported before any trace runs.
+        vectors = list(load_vectors(files))
+    except VectorFileError as error:
+        sys.stderr.write(f"flowpace replay: {error}\n")
+        return USAGE_ERROR
     passed = failed = 0
-    for vector in load_vectors(files):
+    for vector in vectors:
         ok = True
         for target in targets:
             mismatch = replay(vector, TARGETS[target])

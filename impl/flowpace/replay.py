@@ -76,16 +76,59 @@ class Target(Protocol):
 TargetFactory: TypeAlias = Callable[[Mapping[str, JsonValue]], Target]
 
 
+class VectorFileError(ValueError):
+    """A trace file cannot be read as traces: the message names the file, and the line."""
+
+
 def load_vectors(paths: Iterable[Path]) -> Iterator[Vector]:
-    """Return the vectors stored one JSON object a line in ``paths``."""
+    """
+    Return the vectors stored one JSON object a line in ``paths``.
+
+    Raise VectorFileError, naming the file and line, for a file that cannot be read, a line
+    that is not a JSON object with a ``trace`` and an ``expected`` list of objects, or a file
+    that holds no trace at all.
+    """
     for path in paths:
+        found = 0
+        for number, line in _lines(path):
+            if not line.strip():
+                continue
+            yield _vector(path, number, line)
+            found += 1
+        if not found:
+            raise VectorFileError(f"{path}: no traces (the file is empty)")
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Return the numbered lines of ``path``; raise VectorFileError if it cannot be read."""
+    try:
         with path.open(encoding="utf-8") as lines:
-            for number, line in enumerate(lines, start=1):
-                if not line.strip():
-                    continue
-                record = json.loads(line)
-                name = str(record.get("id", f"{path}:{number}"))
-                yield Vector(name=name, trace=record["trace"], expected=record["expected"])
+            yield from enumerate(lines, start=1)
+    except IsADirectoryError:
+        raise VectorFileError(f"{path}: is a directory, not a trace file") from None
+    except FileNotFoundError:
+        raise VectorFileError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise VectorFileError(f"{path}: cannot be read: {error}") from None
+
+
+def _vector(path: Path, number: int, line: str) -> Vector:
+    """Return the vector on line ``number`` of ``path``; raise VectorFileError if malformed."""
+    where = f"{path}:{number}"
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise VectorFileError(f"{where}: not JSON: {error.msg} (column {error.colno})") from None
+    if not isinstance(record, dict):
+        raise VectorFileError(f"{where}: a trace is a JSON object, got {type(record).__name__}")
+    for key in ("trace", "expected"):
+        value = record.get(key)
+        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+            raise VectorFileError(f"{where}: {key!r} must be a list of JSON objects")
+    if not record["trace"]:
+        raise VectorFileError(f"{where}: 'trace' is empty: its first line is the configuration")
+    name = str(record.get("id", where))
+    return Vector(name=name, trace=record["trace"], expected=record["expected"])
 
 
 def options_of(config_line: Mapping[str, JsonValue]) -> Config:
@@ -103,7 +146,11 @@ def replay(vector: Vector, factory: TargetFactory) -> Mismatch | None:
         # An error is always compared: a line that raised must say so to pass, even where
         # the expected line (from a recording) leaves other fields out.
         compared = [*expected, *(["error"] if "error" in got and "error" not in expected else [])]
-        differing = tuple(key for key in compared if got.get(key, _ABSENT) != expected.get(key))
+        differing = tuple(
+            path
+            for key in compared
+            for path in differing_fields(key, expected.get(key), got.get(key, _ABSENT))
+        )
         if differing:
             shown = {key: got.get(key) for key in compared}
             return Mismatch(index=index, fields=differing, expected=expected, got=shown)
@@ -114,6 +161,17 @@ def replay(vector: Vector, factory: TargetFactory) -> Mismatch | None:
 
 
 _ABSENT = object()
+
+
+def differing_fields(path: str, expected: object, got: object) -> Iterator[str]:
+    """Return the dotted paths at which ``got`` differs from ``expected`` (objects nested)."""
+    if isinstance(expected, dict) and isinstance(got, dict):
+        for key in sorted({*expected, *got}):
+            yield from differing_fields(
+                f"{path}.{key}", expected.get(key, _ABSENT), got.get(key, _ABSENT)
+            )
+    elif expected != got:
+        yield path
 
 
 # --- rendering in the trace vocabulary -------------------------------------------------------
