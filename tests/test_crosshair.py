@@ -21,17 +21,19 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from flowpace.symbolic import (
+    CONDITION_TIMEOUTS,
     INCOMPLETE,
     MODEL_TARGETS,
     NOT_RUN,
     PEP316,
     PROVEN,
+    TIMEOUT_ENV,
     Target,
     format_report,
     run_symbolic_checks,
-    timeout_from_environment,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,10 +74,18 @@ stops as soon as its paths are exhausted, so this ceiling costs nothing when pro
 """
 
 
+def profile_timeout() -> float:
+    """Return the per-condition timeout of this run: `TIMEOUT_ENV`, else the loaded profile's."""
+    named = os.environ.get(TIMEOUT_ENV)
+    if named:
+        return float(named)
+    return CONDITION_TIMEOUTS.get(settings.get_current_profile_name(), CONDITION_TIMEOUTS["ci"])
+
+
 @pytest.mark.parametrize("target", MODEL_TARGETS, ids=lambda target: target.module)
 def test_contracts_and_harnesses_hold_within_the_timeout(target: Target) -> None:
     """Spec CFG-4, AR-1..8, INV-1..9: no counterexample, no vacuous condition, no error."""
-    timeout = timeout_from_environment()
+    timeout = profile_timeout()
     if target.module in ALWAYS_PROVEN:
         timeout = max(timeout, PROOF_TIMEOUT)
     report = run_symbolic_checks(timeout, targets=(target,))
