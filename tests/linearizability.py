@@ -4,10 +4,10 @@ Spec DIV-6: every concurrent history of the implementation is linearizable again
 
 A *history* is what the calling threads observed: for each call, the thread that made it, the
 times it was invoked and returned (on one clock shared by every thread, so they compare), the
-operation, its arguments and its result. A history is *linearizable* against a sequential
-specification when some order of its calls, consistent with real time (a call that returned
-before another was invoked comes first), makes the specification answer every call with the
-result that was observed.
+operation, its arguments, its result, and the readings the thread took of the controller's
+clock during the call. A history is *linearizable* against a sequential specification when some
+order of its calls, consistent with real time (a call that returned before another was invoked
+comes first), makes the specification answer every call with the result that was observed.
 
 An operation may take effect in several atomic *phases*, in order, each at an instant between its
 invocation and its return. The controller's ``before_flush`` is one: it decides its sleep from
@@ -20,6 +20,12 @@ as improved by Lowe: a node is the set of steps taken so far together with the s
 state, and a node already explored is never explored again (a node on the current path cannot
 recur, since every step takes one more phase). Checking is NP-complete, so histories are bounded
 (``max_calls``) and so is the search (``max_nodes``).
+
+**Time.** The controller's clock is a test's: `FrozenClock` (every thread reads one time) or
+`SkewedClock` (each thread reads its own drawn times, so that threads disagree). The
+specification, `ControllerSpec`, carries the latest time applied in its state and applies, for
+each step, ``max(the reading the call took, the latest time applied before it)`` in the order
+being tried: the time the implementation was entitled to apply there (spec DIV-6).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import threading
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Generic, Protocol, TypeAlias, TypeVar
 
@@ -76,6 +82,8 @@ class Call:
     """Its arguments."""
     result: Hashable
     """What it returned, raised or otherwise showed the caller, in the specification's terms."""
+    readings: tuple[int, ...] | None = None
+    """The clock readings its thread took during the call, in order; None if not recorded."""
 
 
 class SequentialSpec(Protocol[State]):
@@ -137,6 +145,7 @@ class Verdict(Generic[State]):
         lines.extend(
             f"  {history[index].name}{history[index].args} phase {phase} "
             f"(thread {history[index].thread}) -> {history[index].result!r}"
+            + ("" if not history[index].readings else f" (read {history[index].readings})")
             for index, phase in self.order
         )
         if not self.linearizable:
@@ -145,6 +154,7 @@ class Verdict(Generic[State]):
             lines.extend(
                 f"  [{call.invoked}, {call.returned}] thread {call.thread}: "
                 f"{call.name}{call.args} -> {call.result!r}"
+                + ("" if call.readings is None else f" (read the clock at {call.readings})")
                 for index, call in enumerate(history)
                 if index not in taken
             )
@@ -316,6 +326,8 @@ class ModelState:
 
     controller: ControllerState
     tasks: TaskSlots
+    latest_ns: int = 0
+    """The latest time applied so far: every reading applied is raised to it (spec DIV-6)."""
 
 
 class HistoryError(LookupError):
@@ -339,9 +351,28 @@ class ControllerSpec:
     """
     The reference model as the sequential specification of one controller (spec DIV-6).
 
-    Time is the constant ``now_ns``: the histories checked against this specification are
-    taken on a clock that no thread advances and whose sleep returns at once, so every call
-    reads the same time and a sleep is observed, not waited. Calls and their results:
+    **Time.** The implementation reads its clock before it takes the state lock, so two
+    threads may apply their readings out of order; each operation then applies
+    ``max(its reading, the latest time applied before it)`` (spec DIV-6). The specification
+    does the same: every `Call` carries the clock readings its thread took during the call
+    (`Call.readings`), and the state of the search carries the latest time applied
+    (`ModelState.latest_ns`), so each step applies the time the implementation was entitled to
+    apply at that point of the chosen order. A call that recorded no readings (``None``: a
+    history written by hand) reads ``now_ns`` wherever it reads the clock. Which readings an
+    operation takes, and what each applies:
+
+    - ``enqueue`` and ``mark_done`` read once and apply it in their one step (FC-1, FC-5);
+    - ``before_flush_nowait`` reads once per decision: each reading is a step that applies it
+      (a decision whose commit found the state changed took effect as nothing but that); the
+      last decision and its commit are then one more step, at the latest time applied, with
+      the deadline committed at that time plus the sleep (FC-10: the commit applies no time);
+    - a blocking ``before_flush`` is three steps once it may be paced (two readings or more):
+      its first decision (which must be to pace, since the call went on), its decision under
+      the pacing lock, and its commit at ``max(the reading after the sleep, or the decision's
+      time if it slept 0, latest)``; with one reading or none it is one step, the decision;
+    - every other call reads no clock.
+
+    Calls and their results:
 
     - ``enqueue(task, est_bytes)`` -> None; ``io_built(task, nbytes, elapsed_ns)``,
       ``mark_outcome(task, outcome)``, ``force_bypass(task)``, ``mark_done(task)``,
@@ -349,30 +380,50 @@ class ControllerSpec:
       ``leave_starving()`` -> None;
     - ``fg_write(write_bytes)`` -> `ForegroundResult` (blocking form); ``fg_write_nowait``
       likewise, its returned value the delay in ns and its sleep 0;
-    - ``before_flush_nowait(task)`` -> `FlushResult`, decided and committed in one step;
-    - ``before_flush(task)`` -> `FlushResult` (blocking form), in two phases: the decision,
-      then the commit;
+    - ``before_flush_nowait(task)`` -> `FlushResult`; ``before_flush(task)`` -> `FlushResult`;
     - ``snapshot()`` -> the `ControllerState`;
 
     and ``("error", name)`` for any call that raised. ``task`` is the task's number in the run.
     """
 
     def __init__(
-        self, config: Config, start: ControllerState, task_count: int, now_ns: int
+        self,
+        config: Config,
+        start: ControllerState,
+        task_count: int,
+        now_ns: int,
+        *,
+        latest_ns: int = 0,
     ) -> None:
-        """Specify a controller in state ``start`` running ``task_count`` tasks at ``now_ns``."""
+        """
+        Specify a controller in state ``start`` running ``task_count`` tasks.
+
+        ``now_ns`` is the reading of a call that recorded none; ``latest_ns`` the latest time
+        the controller applied before the history (its construction's reading).
+        """
         self.config = config
         self.start = start
         self.task_count = task_count
         self.now_ns = now_ns
+        self.latest_ns = latest_ns
 
     def initial(self) -> ModelState:
         """Return the controller in its start state, before any task."""
-        return ModelState(controller=self.start, tasks=(None,) * self.task_count)
+        return ModelState(
+            controller=self.start, tasks=(None,) * self.task_count, latest_ns=self.latest_ns
+        )
 
     def phases(self, call: Call) -> int:
-        """Return 2 for ``before_flush`` (decide, then commit) and 1 for every other call."""
-        return 2 if call.name == "before_flush" else 1
+        """Return in how many steps ``call`` takes effect (see the class docstring)."""
+        if call.name == "before_flush":
+            return 1 if call.readings is not None and len(call.readings) <= 1 else 3
+        if call.name == "before_flush_nowait":
+            return len(self.readings(call)) + 1
+        return 1
+
+    def readings(self, call: Call) -> tuple[int, ...]:
+        """Return the clock readings ``call`` took: as recorded, else one of ``now_ns``."""
+        return (self.now_ns,) if call.readings is None else call.readings
 
     def apply(
         self, state: ModelState, call: Call, phase: int, carry: Hashable
@@ -380,37 +431,49 @@ class ControllerSpec:
         """Return the state after one phase of ``call``, or None if its result rules it out."""
         if call.name == "before_flush":
             return self._before_flush(state, call, phase, carry)
-        try:
-            after, result = self._perform(state, call)
-        except (TypeError, ValueError, RuntimeError, OverflowError) as error:
-            after, result = state, error_result(error)
-        if result != call.result:
-            return None
-        return after, None
+        if call.name == "before_flush_nowait":
+            readings = self.readings(call)
+            if phase < len(readings):
+                # spec DIV-6: a decision's read applies its time, whatever comes of it.
+                return applied(state, readings[phase]), None
+            after, result = self._attempt(state, lambda: self._nowait_flush(state, call))
+            return (after, None) if result == call.result else None
+        after, result = self._attempt(state, lambda: self._perform(state, call))
+        return (after, None) if result == call.result else None
 
     def answer(
         self, state: ModelState, name: str, args: tuple[Hashable, ...]
     ) -> tuple[ModelState, Hashable]:
-        """Return the state after the call ``name(*args)`` made alone, and its result."""
+        """Return the state after ``name(*args)`` made alone at ``now_ns``, and its result."""
         call = Call(thread=0, invoked=0, returned=0, name=name, args=args, result=None)
+        timed = state
+        if name in {"before_flush", "before_flush_nowait"}:
+            timed = applied(state, self.now_ns)
         if name == "before_flush":
-            task = state.tasks[_int(args[0])]
-            if task is None:
-                raise HistoryError(f"history names task {args[0]} before it was enqueued")
+            task = self._task(timed, call)
             try:
-                plan = model.plan_flush(self.config, state.controller, task, self.now_ns)
-            except (TypeError, ValueError, RuntimeError, OverflowError) as error:
-                return state, error_result(error)
-            controller = model.commit_flush(state.controller, plan, self.now_ns)
-            return dataclasses.replace(state, controller=controller), flush_result(plan)
+                plan = model.plan_flush(self.config, timed.controller, task, timed.latest_ns)
+            except MODEL_ERRORS as error:
+                return timed, error_result(error)
+            controller = model.commit_flush(timed.controller, plan, timed.latest_ns)
+            return dataclasses.replace(timed, controller=controller), flush_result(plan)
+        if name == "before_flush_nowait":
+            return self._attempt(timed, lambda: self._nowait_flush(timed, call))
+        return self._attempt(state, lambda: self._perform(state, call))
+
+    @staticmethod
+    def _attempt(
+        state: ModelState, step: Callable[[], tuple[ModelState, Hashable]]
+    ) -> tuple[ModelState, Hashable]:
+        """Return what ``step`` returns; if the model raises, ``state`` and the error's result."""
         try:
-            return self._perform(state, call)
-        except (TypeError, ValueError, RuntimeError, OverflowError) as error:
+            return step()
+        except MODEL_ERRORS as error:
             return state, error_result(error)
 
     def _perform(self, state: ModelState, call: Call) -> tuple[ModelState, Hashable]:
         """Return the state after a one-phase call and its result; raise as the model does."""
-        config, controller, now = self.config, state.controller, self.now_ns
+        config, controller = self.config, state.controller
         name, args = call.name, call.args
         if name == "snapshot":
             return state, controller
@@ -425,26 +488,34 @@ class ControllerSpec:
             return dataclasses.replace(state, controller=SCOPES[name](controller)), None
         number = _int(args[0])
         if name == "enqueue":
-            step = model.enqueue(config, controller, _int(args[1]), now)
-            return _with_task(state, number, step.state, step.task), None
+            # spec FC-1, DIV-6: the enqueue time is the reading raised to the latest applied.
+            timed = self._timed(state, call)
+            step = model.enqueue(config, controller, _int(args[1]), timed.latest_ns)
+            return _with_task(timed, number, step.state, step.task), None
         return self._task_call(state, call, number)
+
+    def _timed(self, state: ModelState, call: Call) -> ModelState:
+        """Return ``state`` after a one-step call applied its reading, if it took one."""
+        readings = self.readings(call)
+        return applied(state, readings[-1]) if readings else state
+
+    def _task(self, state: ModelState, call: Call) -> TaskState:
+        """Return the task ``call`` names; HistoryError if the history never enqueued it."""
+        task = state.tasks[_int(call.args[0])]
+        if task is None:
+            raise HistoryError(f"history names task {call.args[0]} before it was enqueued")
+        return task
 
     def _task_call(self, state: ModelState, call: Call, number: int) -> tuple[ModelState, Hashable]:
         """Return the state after a call on the enqueued task ``number`` and its result."""
         config, controller, args = self.config, state.controller, call.args
-        task = state.tasks[number]
-        if task is None:
-            raise HistoryError(f"history names task {number} before it was enqueued")
-        if call.name == "before_flush_nowait":
-            # spec FC-10, DIV-6: decided and committed at once, as if the sleep ended on time;
-            # the caller is told how long to wait (`NowaitFlushResult`).
-            plan = model.plan_flush(config, controller, task, self.now_ns)
-            committed = model.commit_flush(controller, plan, self.now_ns + plan.sleep_ns)
-            return dataclasses.replace(state, controller=committed), nowait_flush_result(plan)
+        task = self._task(state, call)
         if call.name == "io_built":
             step = model.io_built(config, controller, task, _int(args[1]), _int(args[2]))
         elif call.name == "mark_done":
-            step = model.mark_done(config, controller, task, self.now_ns)
+            # spec FC-5, DIV-6: settled at the reading raised to the latest time applied.
+            state = self._timed(state, call)
+            step = model.mark_done(config, controller, task, state.latest_ns)
         elif call.name == "mark_outcome":
             outcome = args[1]
             if not isinstance(outcome, Outcome):
@@ -456,27 +527,85 @@ class ControllerSpec:
             raise HistoryError(f"unknown operation {call.name!r}")
         return _with_task(state, number, step.state, step.task), None
 
+    def _nowait_flush(self, state: ModelState, call: Call) -> tuple[ModelState, Hashable]:
+        """Return the state after a nowait flush's decision and commit, at the latest time."""
+        # spec FC-10, DIV-6: decided and committed at once, as if the sleep ended on time;
+        # the caller is told how long to wait. The commit applies no time of its own.
+        now = state.latest_ns
+        plan = model.plan_flush(self.config, state.controller, self._task(state, call), now)
+        committed = model.commit_flush(state.controller, plan, now + plan.sleep_ns)
+        return dataclasses.replace(state, controller=committed), nowait_flush_result(plan)
+
     def _before_flush(
         self, state: ModelState, call: Call, phase: int, carry: Hashable
     ) -> tuple[ModelState, Hashable] | None:
-        """Return the state after the decision (phase 0) or the commit (phase 1) of a flush."""
-        task = state.tasks[_int(call.args[0])]
-        if task is None:
-            raise HistoryError(f"history names task {call.args[0]} before it was enqueued")
+        """Return the state after one step of a blocking flush (see the class docstring)."""
+        if carry == FLUSH_DONE:
+            return state, FLUSH_DONE  # the flush took effect in an earlier step
+        if phase == 2:
+            return self._flush_commit(state, call, carry)
+        recorded = call.readings
+        if recorded is None:
+            reading: int | None = self.now_ns
+        else:
+            reading = recorded[phase] if phase < len(recorded) else None
+        timed = state if reading is None else applied(state, reading)
+        try:
+            plan = model.plan_flush(
+                self.config, timed.controller, self._task(timed, call), timed.latest_ns
+            )
+        except MODEL_ERRORS as error:
+            # A rejected flush decides nothing: its call ends in this step.
+            final = recorded is None or len(recorded) <= phase + 1
+            return (timed, FLUSH_DONE) if final and error_result(error) == call.result else None
+        paced = plan.decision is FlushDecision.PACED
         if phase == 0:
-            try:
-                plan = model.plan_flush(self.config, state.controller, task, self.now_ns)
-            except (TypeError, ValueError, RuntimeError, OverflowError) as error:
-                # A rejected flush decides nothing; its commit is empty.
-                result: Hashable = error_result(error)
-                plan = FlushPlan(decision=FlushDecision.PACING_DISABLED)
-            else:
-                result = flush_result(plan)
-            return (state, plan) if result == call.result else None
-        if not isinstance(carry, FlushPlan):
-            raise TypeError(f"a commit needs the flush's plan, got {carry!r}")
-        controller = model.commit_flush(state.controller, carry, self.now_ns)
-        return dataclasses.replace(state, controller=controller), None
+            if (not paced) if recorded is None else len(recorded) <= 1:
+                # Not to be paced: the call ends with this decision (a paced one reads again).
+                decided = not paced and flush_result(plan) == call.result
+                return (timed, FLUSH_DONE) if decided else None
+            # The call read the clock again: its first decision was to pace (spec DIV-6).
+            return (timed, FLUSH_PACING) if paced else None
+        if flush_result(plan) != call.result:
+            return None
+        if recorded is not None and len(recorded) != (3 if paced and plan.sleep_ns else 2):
+            return None  # a read after the sleep iff it slept (FC-10)
+        return (timed, (plan, timed.latest_ns)) if paced else (timed, FLUSH_DONE)
+
+    def _flush_commit(
+        self, state: ModelState, call: Call, carry: Hashable
+    ) -> tuple[ModelState, Hashable]:
+        """Return the state after a paced blocking flush commits its deadline (spec FC-10)."""
+        if not isinstance(carry, tuple) or not isinstance(carry[0], FlushPlan):
+            raise TypeError(f"a commit needs the flush's plan and time, got {carry!r}")
+        plan, decided_ns = carry
+        # spec FC-10, DIV-6: the commit applies the reading taken after the sleep, or the
+        # decision's time if it slept 0, raised to the latest time applied.
+        recorded = call.readings
+        if recorded is None:
+            woke = self.now_ns if plan.sleep_ns else decided_ns
+        else:
+            woke = recorded[2] if len(recorded) > 2 else decided_ns
+        timed = applied(state, woke)
+        controller = model.commit_flush(timed.controller, plan, timed.latest_ns)
+        return dataclasses.replace(timed, controller=controller), None
+
+
+MODEL_ERRORS: Final = (TypeError, ValueError, RuntimeError, OverflowError)
+"""What the model raises for a call it rejects; the call is recorded as its error."""
+
+FLUSH_DONE: Final = "done"
+"""The carry of a blocking flush that took effect: its later steps change nothing."""
+
+FLUSH_PACING: Final = "pacing"
+"""The carry of a blocking flush whose first decision was to pace."""
+
+
+def applied(state: ModelState, reading: int) -> ModelState:
+    """Return ``state`` once a step applied ``reading``: the latest time, raised (DIV-6)."""
+    if reading <= state.latest_ns:
+        return state
+    return dataclasses.replace(state, latest_ns=reading)
 
 
 def flush_result(plan: FlushPlan) -> FlushResult:
@@ -503,7 +632,7 @@ def _with_task(
 ) -> ModelState:
     """Return ``state`` with a new controller and task ``number`` replaced by ``task``."""
     tasks = (*state.tasks[:number], task, *state.tasks[number + 1 :])
-    return ModelState(controller=controller, tasks=tasks)
+    return dataclasses.replace(state, controller=controller, tasks=tasks)
 
 
 def _int(value: Hashable) -> int:
@@ -521,9 +650,9 @@ class FrozenClock:
     A clock stopped at one time: every read returns it, and a sleep is recorded, not waited.
 
     Implements `flowpace.clock.Clock`. Under a concurrent run no thread moves time, so every
-    call reads the same instant and results compare with `ControllerSpec`'s. Each thread's
-    sleeps are kept apart (`slept_ns`); ``point`` is called on every read and sleep, so a
-    deterministic scheduler can switch threads there.
+    call reads the same instant. Each thread's readings (`read_ns`) and sleeps (`slept_ns`) are
+    kept apart, so that a history records what each call read; ``point`` is called on every
+    read and sleep, so a deterministic scheduler can switch threads there.
     """
 
     def __init__(self, now_ns: int, point: Callable[[str], None] | None = None) -> None:
@@ -532,10 +661,20 @@ class FrozenClock:
         self.point = point
         self._local = threading.local()
 
+    def bind(self, thread: int) -> None:
+        """Say that the calling thread is the history's thread ``thread`` (see `SkewedClock`)."""
+        self._local.thread = thread
+
     def monotonic_ns(self) -> int:
-        """Return the frozen time."""
+        """Return the calling thread's next reading, and keep it in `read_ns`."""
         if self.point is not None:
             self.point("read the clock")
+        reading = self.reading()
+        self.read_ns().append(reading)
+        return reading
+
+    def reading(self) -> int:
+        """Return the time the calling thread reads now: the frozen time."""
         return self.now_ns
 
     def sleep_ns(self, duration_ns: int) -> None:
@@ -546,10 +685,53 @@ class FrozenClock:
 
     def slept_ns(self) -> list[int]:
         """Return the calling thread's sleeps, in order."""
-        sleeps: list[int] | None = getattr(self._local, "sleeps", None)
-        if sleeps is None:
-            sleeps = self._local.sleeps = []
-        return sleeps
+        return self._thread_list("sleeps")
+
+    def read_ns(self) -> list[int]:
+        """Return the calling thread's readings, in order."""
+        return self._thread_list("readings")
+
+    def _thread_list(self, name: str) -> list[int]:
+        """Return the calling thread's list ``name``, made empty on first use."""
+        values: list[int] | None = getattr(self._local, name, None)
+        if values is None:
+            values = []
+            setattr(self._local, name, values)
+        return values
+
+
+class SkewedClock(FrozenClock):
+    """
+    A clock whose threads disagree: each history thread reads its own times (spec DIV-6).
+
+    ``times[thread]`` are the readings of history thread ``thread`` (`bind`), in order, each at
+    least the one before (every thread's clock is monotonic), the last repeated once they run
+    out; a thread with none (the main thread) reads ``now_ns``. Readings of different threads
+    need not agree, so one thread may apply a time later than another's reading taken before
+    it: the controller must then raise that reading to the latest time applied.
+    """
+
+    def __init__(
+        self,
+        now_ns: int,
+        times: Mapping[int, Sequence[int]],
+        point: Callable[[str], None] | None = None,
+    ) -> None:
+        """Read ``times`` per thread, ``now_ns`` elsewhere; call ``point`` at reads and sleeps."""
+        super().__init__(now_ns, point)
+        self.times = {thread: tuple(values) for thread, values in times.items()}
+
+    def reading(self) -> int:
+        """Return the calling thread's next time from ``times``, or ``now_ns`` if it has none."""
+        values = self.times.get(getattr(self._local, "thread", MAIN_THREAD), ())
+        if not values:
+            return self.now_ns
+        taken = len(self.read_ns())
+        return values[min(taken, len(values) - 1)]
+
+
+MAIN_THREAD: Final = -1
+"""The history thread of calls made on the main thread, before and after the threads run."""
 
 
 class ThreadObserver:
@@ -616,8 +798,10 @@ class HistoryRecorder:
             self.call(thread, name, args)
 
     def call(self, thread: int, name: str, args: tuple[Hashable, ...]) -> None:
-        """Make one call and record it with what its caller saw."""
-        sleeps, emissions = len(self.clock.slept_ns()), len(self.observer.calls())
+        """Make one call and record it with what its caller saw and the times it read."""
+        self.clock.bind(thread)
+        reads, sleeps = len(self.clock.read_ns()), len(self.clock.slept_ns())
+        emissions = len(self.observer.calls())
         invoked = self.ticks()
         try:
             returned_value = self._perform(name, args)
@@ -628,7 +812,8 @@ class HistoryRecorder:
             emitted = tuple(self.observer.calls()[emissions:])
             result = self._result(name, returned_value, slept, emitted)
         returned = self.ticks()
-        record = Call(thread, invoked, returned, name, args, result)
+        readings = tuple(self.clock.read_ns()[reads:])
+        record = Call(thread, invoked, returned, name, args, result, readings)
         with self._lock:
             self._calls.append(record)
 
@@ -710,17 +895,48 @@ class ConcurrentRun:
     """Each thread's calls."""
     task_count: int
     """How many tasks the prelude and the scripts enqueue in all."""
+    times: tuple[tuple[int, ...], ...] = ()
+    """Each thread's clock readings (`SkewedClock`); none: every call reads ``now_ns``."""
+
+    def clock(self) -> FrozenClock:
+        """Return the run's clock, reading ``built_at_ns`` until its ``now_ns`` is set."""
+        if not self.times:
+            return FrozenClock(self.built_at_ns)
+        return SkewedClock(self.built_at_ns, dict(enumerate(self.times)))
+
+
+CLOCK_OFFSETS_NS: Final = (0, -1_500_000, 1_000, 700_000, 2_500_000)
+"""Where a thread's clock starts, from the run's ``now_ns``: behind, level, a little or far
+ahead (past some idle-reset intervals, FC-12), so that readings apply out of order (DIV-6)."""
+
+CLOCK_STEPS_NS: Final = (0, 1_000, 700_000, 2_500_000)
+"""How far a thread's clock moves between two of its readings."""
+
+READINGS_PER_THREAD: Final = 8
+"""Readings drawn per thread; a thread that reads more reads the last again."""
 
 
 @st.composite
-def concurrent_runs(draw: st.DrawFn, *, threads: int, actions: int) -> ConcurrentRun:
+def thread_times(draw: st.DrawFn, now_ns: int) -> tuple[int, ...]:
+    """Return one thread's clock readings: non-decreasing, from an offset of ``now_ns``."""
+    first = max(now_ns + draw(st.sampled_from(CLOCK_OFFSETS_NS), label="clock offset"), 0)
+    steps = [draw(st.sampled_from(CLOCK_STEPS_NS)) for _ in range(READINGS_PER_THREAD - 1)]
+    return tuple(itertools.accumulate(steps, initial=first))
+
+
+@st.composite
+def concurrent_runs(
+    draw: st.DrawFn, *, threads: int, actions: int, skewed: bool = False
+) -> ConcurrentRun:
     """
     Return a run of ``threads`` threads, each of up to ``actions`` actions (spec DIV-6).
 
     An action is a whole task lifecycle on the thread's own task (enqueue, maybe force-bypass,
     maybe flush, I/O, maybe an outcome, done: in the engine's order), a foreground write, a
     scope opened and closed, or a snapshot. Every task is done and every scope closed when the
-    threads finish, so the debt must then be 0 (INV-1) and the scopes 0 (INV-7).
+    threads finish, so the debt must then be 0 (INV-1) and the scopes 0 (INV-7). With
+    ``skewed``, each thread's clock has its own drawn readings (`thread_times`); else every
+    call reads the same time.
     """
     unit = 1_000
     options = Options(
@@ -749,6 +965,7 @@ def concurrent_runs(draw: st.DrawFn, *, threads: int, actions: int) -> Concurren
             ("mark_done", (number,)),
         ]
     scripts = tuple(draw(thread_scripts(counter, unit, actions)) for _ in range(threads))
+    times = tuple(draw(thread_times(now_ns)) for _ in scripts) if skewed else ()
     return ConcurrentRun(
         options=options,
         built_at_ns=built_at_ns,
@@ -756,6 +973,7 @@ def concurrent_runs(draw: st.DrawFn, *, threads: int, actions: int) -> Concurren
         prelude=prelude,
         scripts=scripts,
         task_count=next(counter),
+        times=times,
     )
 
 
@@ -809,12 +1027,12 @@ def check_run(run: ConcurrentRun, history: Sequence[Call], final: ControllerStat
     """
     Raise AssertionError unless ``history`` is linearizable and the run ended settled.
 
-    Spec DIV-6 (linearizable against the model), INV-1 (the debt is 0 once every task is done)
-    and INV-7 (every scope closed).
+    Spec DIV-6 (linearizable against the model, each call at the time it was entitled to
+    apply), INV-1 (the debt is 0 once every task is done) and INV-7 (every scope closed).
     """
     config = normalise(run.options)
     start = model.new_controller(config, run.built_at_ns)
-    spec = ControllerSpec(config, start, run.task_count, run.now_ns)
+    spec = ControllerSpec(config, start, run.task_count, run.now_ns, latest_ns=run.built_at_ns)
     ordered = sorted(history, key=lambda call: call.invoked)
     verdict = check(ordered, spec)
     assert verdict.linearizable, verdict.explain(ordered)

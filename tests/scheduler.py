@@ -9,12 +9,32 @@ asks its ``choose`` function which one runs next. A test draws those choices fro
 an interleaving is part of the example: it shrinks (towards fewer context switches), is saved in
 the example database, and replays like any other failing example.
 
+**Line-level preemption.** Lock-level points never split a read-modify-write, or a read of
+several fields, that the code does *outside* the lock: no point lies between its lines, and the
+interpreter rarely switches real threads there. Given ``preempt_lines`` (the source files to
+watch, e.g. `CORE_FILES`), the scheduler also makes lines of those files schedule points: each
+worker thread runs under `sys.settrace`, whose 'line' events, reported only for frames whose code
+lives in a watched file, may hand the turn back (label ``"line controller.py:123"``). Nothing
+else is traced: the scheduler, the test harness and the clock live in other files. A line point
+inside a critical section is fine: a thread that wants the lock meanwhile blocks on it, and the
+scheduler knows it. To keep runs short and examples small, not every line asks ``choose``: after
+each turn handed out, ``line_gap`` says how many line points the thread runs before the next
+line-level choice (a test draws it as "stay unless drawn otherwise", so that shrinking goes to
+long gaps and few switches), and a line point where no other thread could run never hands the
+turn back at all.
+
+**Bounded preemption.** Given ``max_preemptions``, a run switches away from a thread that could
+go on at most that many times (as CHESS does); `exhaust` then walks every schedule within the
+bound. With one preemption at any line, each operation of one thread runs whole at every line of
+another's: the interleaving a race between two lines needs, in a few runs per line.
+
 Draws happen on the thread that called `Scheduler.run` (Hypothesis's draws must stay on one
 thread); the worker threads only ever wait for their turn. A worker blocked on a held lock is
 not offered a turn until the lock is released; no runnable thread left while some are blocked is
 a deadlock and fails the run. A thread that does not come back to the scheduler within
 ``step_timeout`` seconds (it blocked on something the scheduler does not control) fails the run
-with a dump of every thread's stack.
+with a dump of every thread's stack; the default is generous, so that a loaded machine never
+fails a run that would pass on an idle one (nothing here depends on speed).
 """
 
 from __future__ import annotations
@@ -22,10 +42,16 @@ from __future__ import annotations
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Final
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING, Final
+
+from flowpace import _rules, controller
+
+if TYPE_CHECKING:
+    from _typeshed import TraceFunction
 
 Chooser = Callable[[Sequence[str]], int]
 """Given the names of the runnable threads, the one that ran last first, return an index."""
@@ -33,8 +59,22 @@ Chooser = Callable[[Sequence[str]], int]
 DEFAULT_MAX_STEPS: Final = 5_000
 """Schedule points a run may take before it is declared livelocked."""
 
-DEFAULT_STEP_TIMEOUT: Final = 20.0
-"""Seconds a thread may run between two schedule points before it is declared hung."""
+DEFAULT_STEP_TIMEOUT: Final = 300.0
+"""
+Seconds a thread may run between two schedule points before it is declared hung.
+
+Wall-clock time, so generous: a step takes microseconds, and only a thread blocked outside the
+scheduler (a bug) ever waits this long; a loaded machine must never fail a run by it.
+"""
+
+CORE_FILES: Final = frozenset(
+    str(Path(module.__file__).resolve()) for module in (controller, _rules) if module.__file__
+)
+"""The implementation's files whose lines are schedule points under line-level preemption:
+the controller and its decision rules (the code that reads and writes the state)."""
+
+LineGap = Callable[[], int]
+"""Return how many line points the thread given the turn runs before the next line choice."""
 
 
 class ScheduleError(AssertionError):
@@ -75,15 +115,35 @@ class Scheduler:
         *,
         max_steps: int = DEFAULT_MAX_STEPS,
         step_timeout: float = DEFAULT_STEP_TIMEOUT,
+        preempt_lines: Iterable[str] = (),
+        line_gap: LineGap | None = None,
+        max_preemptions: int | None = None,
     ) -> None:
-        """Prepare a run whose switches ``choose`` decides, bounded by ``max_steps`` points."""
+        """
+        Prepare a run whose switches ``choose`` decides, bounded by ``max_steps`` points.
+
+        ``preempt_lines`` names source files (absolute paths) whose lines are schedule points
+        too; ``line_gap`` (default: 0, a choice at every line point) spaces the line choices.
+        ``max_preemptions`` bounds the *preemptions*: switches away from a thread that could
+        have gone on (a thread that blocks or finishes hands over for free). Once they are
+        spent, ``choose`` is asked only where the running thread cannot go on, so `exhaust`
+        walks exactly the schedules within the bound.
+        """
         self.choose = choose
+        self.max_preemptions = max_preemptions
+        self.preemptions = 0
+        """How many switches so far were preemptions."""
         self.max_steps = max_steps
         self.step_timeout = step_timeout
+        self.preempt_lines = frozenset(str(Path(path).resolve()) for path in preempt_lines)
+        self.line_gap: LineGap = line_gap if line_gap is not None else _no_gap
         self.trace: list[tuple[str, str]] = []
         """Every schedule point passed, as (thread, what it was about to do)."""
         self.switches = 0
         """How many times the turn passed from one thread to another."""
+        self.line_points = 0
+        """How many traced lines ran (each a potential point) while another thread could run."""
+        self._gap = 0  # line points the running thread passes before its next line choice
         self._workers: list[_Worker] = []
         self._by_ident: dict[int, _Worker] = {}
         self._back = threading.Semaphore(0)
@@ -149,29 +209,43 @@ class Scheduler:
             if steps > self.max_steps:
                 raise ScheduleError(f"run exceeded {self.max_steps} schedule points")
             # The thread that ran last comes first, so index 0 means "do not switch".
-            if last in runnable:
+            stayable = False  # whether the thread that ran last could go on
+            if last is not None and last in runnable:
+                stayable = True
                 runnable.remove(last)
                 runnable.insert(0, last)
-            index = 0 if len(runnable) == 1 else self.choose([w.name for w in runnable])
+            pinned = len(runnable) == 1 or (stayable and self._preemptions_spent())
+            index = 0 if pinned else self.choose([w.name for w in runnable])
             chosen = runnable[index]
             if last is not None and chosen is not last:
                 self.switches += 1
+                if stayable:
+                    self.preemptions += 1
             last = chosen
+            # Only the running thread touches the gap: the scheduler waits meanwhile.
+            self._gap = self.line_gap() if self.preempt_lines and len(runnable) > 1 else 0
             chosen.turn.release()
             if not self._back.acquire(timeout=self.step_timeout):
                 raise HangError(self._describe_hang(chosen))
+
+    def _preemptions_spent(self) -> bool:
+        """Return whether the run may preempt no more (`max_preemptions` reached)."""
+        return self.max_preemptions is not None and self.preemptions >= self.max_preemptions
 
     def _body(self, worker: _Worker) -> None:
         """Run ``worker``'s target once the scheduler first gives it the turn."""
         worker.turn.acquire()
         try:
             if not self._aborting:
+                if self.preempt_lines:
+                    sys.settrace(self._trace_call)  # this thread only; removed below
                 worker.target()
         except _AbortError:
             pass
         except BaseException as error:  # noqa: BLE001  # reported by run() on the main thread
             worker.error = error
         finally:
+            sys.settrace(None)
             worker.finished = True
             self._back.release()
 
@@ -204,6 +278,36 @@ class Scheduler:
         if self._aborting:
             raise _AbortError
 
+    def _trace_call(self, frame: FrameType, event: str, arg: object) -> TraceFunction | None:
+        """Trace the lines of a new frame iff its code lives in a watched file (`settrace`)."""
+        del event, arg
+        return self._trace_line if frame.f_code.co_filename in self.preempt_lines else None
+
+    def _trace_line(self, frame: FrameType, event: str, arg: object) -> TraceFunction:
+        """Make a line of a watched frame a schedule point, as the gap allows (`settrace`)."""
+        del arg
+        if event == "line":
+            self._line_point(frame)
+        return self._trace_line
+
+    def _line_point(self, frame: FrameType) -> None:
+        """Give the turn back at this line unless the gap runs on or no other thread could run."""
+        worker = self.current()
+        if worker is None or worker.finished:
+            return
+        if not any(
+            other is not worker and not other.finished and other.blocked_on is None
+            for other in self._workers
+        ):
+            return  # nobody to switch to: not a choice, not even counted
+        self.line_points += 1
+        if self._preemptions_spent():
+            return  # only "go on" is left: no need to ask
+        if self._gap > 0:
+            self._gap -= 1
+            return
+        self.point(f"line {Path(frame.f_code.co_filename).name}:{frame.f_lineno}")
+
     # --- diagnostics -------------------------------------------------------------------------
 
     def _describe_deadlock(self) -> str:
@@ -221,7 +325,7 @@ class Scheduler:
         """Return the stacks of every thread, for a worker that did not come back."""
         frames = sys._current_frames()  # the documented way to dump stacks
         header = (
-            f"thread {worker.name} ran {self.step_timeout}s without reaching a schedule point"
+            f"thread {worker.name} ran {self.step_timeout} s without reaching a schedule point"
             " (blocked outside the scheduler?); stacks:"
         )
         lines = [header]
@@ -236,7 +340,8 @@ class Scheduler:
         """Return the last ``last`` schedule points of the run, one a line."""
         shown = self.trace[-last:]
         skipped = len(self.trace) - len(shown)
-        head = [f"schedule ({len(self.trace)} points, {self.switches} switches):"]
+        lines = f", {self.line_points} traced lines" if self.preempt_lines else ""
+        head = [f"schedule ({len(self.trace)} points, {self.switches} switches{lines}):"]
         if skipped:
             head.append(f"  ... {skipped} earlier points")
         return "\n".join(head + [f"  {name}: {label}" for name, label in shown])
@@ -316,6 +421,11 @@ class ScheduledLock:
         self.release()
 
 
+def _no_gap() -> int:
+    """Return 0: every line point is a choice (the default ``line_gap``)."""
+    return 0
+
+
 # --- choosing schedules ----------------------------------------------------------------------
 
 
@@ -347,8 +457,10 @@ def exhaust(run_once: Callable[[Chooser], None], *, max_runs: int = 10_000) -> i
 
     ``run_once`` builds a fresh `Scheduler` with the chooser it is given, runs it and checks
     the outcome (raising to fail). This is bounded exhaustive search without partial-order
-    reduction: fine for a few threads and a few schedule points each. Raises ScheduleError if
-    there are more than ``max_runs`` schedules.
+    reduction: fine for a few threads and a few schedule points each, or for many points when
+    ``run_once``'s scheduler bounds its preemptions (``max_preemptions``, as CHESS does: every
+    schedule with one preemption is a few runs per point). Raises ScheduleError if there are
+    more than ``max_runs`` schedules.
     """
     prefix: list[int] = []
     runs = 0
