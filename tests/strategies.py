@@ -11,9 +11,14 @@ Names:
 - `raw_options`: valid `Options` as a user writes them, zeros that normalise included (CFG-1).
 - `configs`: normalised `Config` values (CFG-2, CFG-4).
 - `states`: `ControllerState` values consistent with a configuration (ST-1).
+- `far_states`: `ControllerState` values far from a new controller's, whatever the
+  configuration: counters at or next to their ``u64`` limits, deadlines set, rare combinations
+  (idle with debt), for runs that start there (ST-1, DIV-3, DIV-4).
 - `tasks`: live `TaskState` values (ST-2).
 - `byte_counts`, `threshold_debts`, `rates`, `sample_counts`, `elapsed_durations`, `times`,
   `outcomes`: the arguments of the operations.
+- `sub_micros`: nanosecond remainders below a microsecond, for durations whose truncation to
+  whole microseconds matters (AR-1, FC-2, FC-5, FC-10, FC-12).
 """
 
 from __future__ import annotations
@@ -156,6 +161,17 @@ def elapsed_durations() -> st.SearchStrategy[int]:
         st.integers(0, 10 * NANOS_PER_MILLI),
         st.integers(0, ELAPSED_NS_LIMIT - 1),
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def sub_micros() -> st.SearchStrategy[int]:
+    """
+    Return a nanosecond remainder below a microsecond: mostly 0, else 1, 500 or 999.
+
+    Added to a duration, it tells whole microseconds (``micros``, AR-1, the seed's
+    ``as_micros()``) from a truncated, rounded or ignored nanosecond part.
+    """
+    return st.sampled_from((0, 0, 0, 1, 500, 999))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -330,4 +346,79 @@ def tasks(
         force_bypass=draw(st.booleans()),
         io_reported=reported,
         done=False,
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def far_u64s() -> st.SearchStrategy[int]:
+    """Return ``u64`` values at their ends: 0 to 2, or ``U64_MAX`` and just below it."""
+    return st.sampled_from((0, 1, 2, U64_MAX - 2, U64_MAX - 1, U64_MAX))
+
+
+@functools.lru_cache(maxsize=1)
+def far_fields() -> dict[str, st.SearchStrategy[int]]:
+    """
+    Return the strategies of `far_states`, built once (composites run on every draw).
+
+    Times are offsets: ``idle_back`` before now (``-1``: no idle spell), ``deadline_ahead``
+    after now (``None`` is ``-2**64``: no deadline; negative offsets lie in the past).
+    """
+    small_debts = st.sampled_from((0, 0, 1, 999, 1_000, 2_500, 4_096, 8_000))
+    no_time = -(2**64)
+    return {
+        "debt": st.one_of(small_debts, small_debts, far_u64s(), st.integers(0, U64_MAX)),
+        "average": st.one_of(far_u64s(), st.sampled_from((100_000, 1_000_000)), rates()),
+        "floor": st.one_of(
+            st.just(0),
+            st.sampled_from((U64_MAX // 8, U64_MAX - 1, U64_MAX)),
+            st.integers(0, U64_MAX),
+        ),
+        "samples": st.one_of(far_u64s(), st.integers(0, 4)),
+        # Scope counts at u64::MAX are drawn as often as not: only a start there reaches them.
+        "at_limit": st.sampled_from((0, 1, 2, 3)),
+        "small_scopes": st.sampled_from((0, 1, U64_MAX - 1)),
+        "idle_back": st.one_of(
+            st.just(no_time),
+            st.sampled_from((0, 60 * 10**9, 2**63)),
+            st.integers(0, 10 * NANOS_PER_MILLI),
+        ),
+        "deadline_ahead": st.one_of(
+            st.just(no_time),
+            st.sampled_from((1, 999, NANOS_PER_MILLI, -1, -(2**63))),
+            st.integers(0, 10**9),
+        ),
+    }
+
+
+@st.composite
+def far_states(draw: st.DrawFn, *, now_ns: int, floor_bps: int = 1) -> ControllerState:
+    """
+    Return a state in the model's domain far from a new controller's (spec ST-1, INV-9).
+
+    Every counter is drawn on its own, mostly at an end of its range: a debt of a few bytes or
+    next to ``u64::MAX`` (DIV-3), scope counts at ``u64::MAX`` (ERR-2), the sample count at its
+    saturation (DIV-4), averages and the adaptive floor at 0 or ``u64::MAX`` (the floor at
+    least ``floor_bps``). ``idle_since`` is None, ``now_ns`` or older (as far back as time 0),
+    whatever the debt: a debt with the controller idle is a state the seed's own runs reach
+    only when a task estimated at 0 bytes reports its I/O after the others settled. The
+    deadline lies behind or ahead of ``now_ns``, a nanosecond or more away. Only the floor
+    depends on a configuration, so the state suits any; normal-sized values appear too, so that
+    a run from such a state still reaches ordinary regimes.
+    """
+    fields = far_fields()
+    at_limit = draw(fields["at_limit"])  # 0: both scopes at u64::MAX, 1, 2: one, 3: neither
+    teardown = U64_MAX if at_limit in {0, 1} else draw(fields["small_scopes"])
+    starving = U64_MAX if at_limit in {0, 2} else draw(fields["small_scopes"])
+    idle_back = draw(fields["idle_back"])
+    ahead = draw(fields["deadline_ahead"])
+    return ControllerState(
+        debt_bytes=draw(fields["debt"]),
+        io_bps_ewma=draw(fields["average"]),
+        e2e_bps_ewma=draw(fields["average"]),
+        io_sample_count=draw(fields["samples"]),
+        adaptive_floor_bps=max(draw(fields["floor"]), floor_bps),
+        teardown_bypass_scopes=teardown,
+        arena_starving_scopes=starving,
+        idle_since=None if idle_back < 0 else max(now_ns - idle_back, 0),
+        next_flush_at=None if ahead == -(2**64) else max(now_ns + ahead, 0),
     )

@@ -1,4 +1,7 @@
-"""Deterministic doubles for tests and replays: a manual clock and a recording observer.
+"""Deterministic doubles for tests and replays: a manual clock, a recording observer and more.
+
+`controller_from_state` builds a controller in a given state, for tests that start far from a
+new controller's (counters at their ``u64`` limits, rare combinations of regimes).
 
 >>> from flowpace import FlowController, FlowOptions
 >>> clock, observer = ManualClock(), RecordingObserver()
@@ -13,10 +16,14 @@ from __future__ import annotations
 import asyncio
 
 from flowpace._sync import LockFactory, thread_lock
-from flowpace.observer import InMemoryObserver
-from flowpace_reference.types import Emission, Metric, MetricKind
+from flowpace.clock import AsyncSleep, Clock, asyncio_sleep_ns
+from flowpace.controller import FlowController
+from flowpace.observer import InMemoryObserver, Observer
+from flowpace.options import FlowOptions
+from flowpace_reference.types import ControllerState, Emission, Metric, MetricKind
+from flowpace_reference.u64 import U64_MAX
 
-__all__ = ["ManualClock", "RecordingObserver"]
+__all__ = ["ManualClock", "RecordingObserver", "controller_from_state"]
 
 
 class ManualClock:
@@ -75,6 +82,17 @@ class ManualClock:
         with self._lock:
             return tuple(self._sleeps)
 
+    @property
+    def sleep_count(self) -> int:
+        """How many sleeps were taken on this clock (cheaper than ``len(sleeps)``)."""
+        with self._lock:
+            return len(self._sleeps)
+
+    def sleeps_since(self, start: int) -> tuple[int, ...]:
+        """Return the sleeps taken after the first ``start`` ones, in order."""
+        with self._lock:
+            return tuple(self._sleeps[start:])
+
 
 def _check_duration(duration_ns: object) -> None:
     """Raise TypeError or ValueError unless ``duration_ns`` is a non-negative int."""
@@ -116,3 +134,94 @@ class RecordingObserver(InMemoryObserver):
         """Every call received so far, in order."""
         with self._lock:
             return tuple(self._calls)
+
+    @property
+    def call_count(self) -> int:
+        """How many calls were received so far (cheaper than ``len(calls)``)."""
+        with self._lock:
+            return len(self._calls)
+
+    def calls_since(self, start: int) -> tuple[Emission, ...]:
+        """Return the calls received after the first ``start`` ones, in order."""
+        with self._lock:
+            return tuple(self._calls[start:])
+
+
+def controller_from_state(
+    options: FlowOptions,
+    state: ControllerState,
+    *,
+    clock: Clock,
+    observer: Observer | None = None,
+    async_sleep: AsyncSleep = asyncio_sleep_ns,
+    _lock_factory: LockFactory = thread_lock,
+) -> FlowController:
+    """
+    Return a controller with ``options`` on ``clock`` whose state is ``state`` (spec ST-1).
+
+    For tests only: it lets a test start from a state that ordinary operations reach only
+    after some 2**64 of them (scope counts or the sample count at ``u64::MAX``, a debt next to
+    it), or from one of their rare combinations. ``state`` must be in the model's domain
+    (``flowpace_reference.contracts.state_in_domain``): every counter a ``u64``, the
+    adaptive floor at least the configured floor, times non-negative; else ValueError. No task
+    holds the state's debt: the controller's tasks are those enqueued from now on. The
+    controller's latest time applied is the clock's reading now, as for a new controller.
+
+    >>> from flowpace_reference.types import ControllerState
+    >>> far = ControllerState(debt_bytes=5, io_bps_ewma=0, e2e_bps_ewma=0, io_sample_count=0,
+    ...                       adaptive_floor_bps=16 << 20, teardown_bypass_scopes=U64_MAX,
+    ...                       arena_starving_scopes=0, idle_since=None, next_flush_at=None)
+    >>> ctl = controller_from_state(FlowOptions(), far, clock=ManualClock())
+    >>> ctl.snapshot() == far
+    True
+    """
+    ctl = FlowController(
+        options,
+        clock=clock,
+        observer=observer,
+        async_sleep=async_sleep,
+        _lock_factory=_lock_factory,
+    )
+    _check_in_domain(ctl.config.bp_floor_bps, state)
+    tuning = ctl._tuning  # noqa: SLF001 - a test hook sets the controller's private state
+    # spec AR-4, FC-6: the fast path's limit is the steady state's once the warm-up is done,
+    # exactly as the controller's own operations leave it.
+    warm = state.io_sample_count >= tuning.warmup
+    quiet_debt = tuning.warm_quiet_debt if warm else tuning.cold_quiet_debt
+    with ctl._state_lock:  # noqa: SLF001
+        ctl._debt = state.debt_bytes  # noqa: SLF001
+        ctl._io_bps = state.io_bps_ewma  # noqa: SLF001
+        ctl._e2e_bps = state.e2e_bps_ewma  # noqa: SLF001
+        ctl._samples = state.io_sample_count  # noqa: SLF001
+        ctl._adaptive_floor = state.adaptive_floor_bps  # noqa: SLF001
+        ctl._teardown = state.teardown_bypass_scopes  # noqa: SLF001
+        ctl._starving = state.arena_starving_scopes  # noqa: SLF001
+        ctl._idle_since = state.idle_since  # noqa: SLF001
+        ctl._next_flush_at = state.next_flush_at  # noqa: SLF001
+        ctl._quiet_debt = quiet_debt  # noqa: SLF001
+        ctl._fg_quiet = state.debt_bytes <= quiet_debt  # noqa: SLF001
+    return ctl
+
+
+def _check_in_domain(floor_bps: int, state: ControllerState) -> None:
+    """Raise ValueError unless ``state`` is in the model's state domain (spec ST-1, INV-9)."""
+    counters = {
+        "debt_bytes": state.debt_bytes,
+        "io_bps_ewma": state.io_bps_ewma,
+        "e2e_bps_ewma": state.e2e_bps_ewma,
+        "io_sample_count": state.io_sample_count,
+        "adaptive_floor_bps": state.adaptive_floor_bps,
+        "teardown_bypass_scopes": state.teardown_bypass_scopes,
+        "arena_starving_scopes": state.arena_starving_scopes,
+    }
+    for name, value in counters.items():
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= U64_MAX:
+            raise ValueError(f"{name} must be a u64, got {value!r}")
+    if state.adaptive_floor_bps < floor_bps:
+        raise ValueError(
+            f"adaptive_floor_bps must be at least bp_floor_bps ({floor_bps}), "
+            f"got {state.adaptive_floor_bps}"
+        )
+    for name, time in (("idle_since", state.idle_since), ("next_flush_at", state.next_flush_at)):
+        if time is not None and (isinstance(time, bool) or not isinstance(time, int) or time < 0):
+            raise ValueError(f"{name} must be None or a non-negative int, got {time!r}")
