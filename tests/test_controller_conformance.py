@@ -58,7 +58,7 @@ def test_replay_reports_the_first_differing_line_per_target(
     fails = [text for text in out if text.startswith("FAIL")]
     assert len(fails) == 2
     assert {text.split()[2] for text in fails} == {"[impl]", "[reference]"}
-    assert all(f"line {line}: state differ" in text for text in fails)
+    assert all(f"line {line}: state.debt_bytes differ" in text for text in fails)
     assert out[-1] == "160 passed, 1 failed"
 
 
