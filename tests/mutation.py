@@ -1,28 +1,31 @@
 """Run mutmut on the reference model or the implementation, in a copy laid out as it expects.
 
-Run: ``uv run --with mutmut==3.8.1 python tests/mutation.py [--target model|impl] [--keep DIR]
-[--jobs N] [MUTANT ...]``; on 2 shared cores, under ``nice -n 15``.
+Run: ``nice -n 15 uv run --with mutmut==3.8.1 python tests/mutation.py [--target model|impl]
+[--keep DIR] [--jobs N] [--all] [--deselect NODEID] [MUTANT ...]``. Not part of the test run.
 
 mutmut 3 names mutants after modules found under ``./``, ``src/`` or ``source/``, so the copy
 moves the target package (``reference/flowpace_reference`` or ``impl/flowpace``) to ``src/``;
 nothing else moves. Each target has its tests, and mutmut runs against each mutant only those
-of them that call the mutated function (its "stats").
+of them that call the mutated function (its "stats"), fastest first, so that a mutant dies on
+its cheapest test.
 
-- ``model``: every module of the model, against the model's own tests (properties, seed
-  scenarios, replay of the vectors, divergences, edges, error messages). CrossHair exercises
-  the assert-mode harnesses and contract predicates, not these tests, so their mutants show as
-  "no tests". About 6 minutes on 2 cores.
+- ``model`` (the default): every module of the model, against the model's own tests
+  (properties, seed scenarios, replay of the vectors, divergences, edges, error messages).
+  CrossHair exercises the assert-mode harnesses and contract predicates, not these tests, so
+  their mutants show as "no tests". About 6 minutes on 2 cores.
 - ``impl``: ``controller.py``, ``_rules.py`` and ``options.py`` of the implementation, against
   the state machine, the interleavings, the API tests, the conformance replay and the tests
   written for this run's survivors (`IMPL_TESTS`). Hypothesis runs under the ``mutation``
   profile registered in the copy's conftest (`MUTATION_PROFILE`): derandomised, no example
   database, no shrinking (a mutant is killed by its first failing example), 25 examples per
-  test (the state machine keeps its own floor of 200 runs). mutmut runs a mutant's tests
-  fastest first, so a mutant dies on its cheapest test; each test of a mutant has a time limit
-  (`TEST_LIMIT`) so that a mutant that loops for ever costs one test's time, not its run's.
+  test (the state machine keeps its own floor of 200 runs). In the copy (`MUTANT_HOOK`) each
+  test of a mutant has a time limit, so that a mutant that loops for ever costs one test's
+  time, and the mutants reviewed in `tests/mutation_impl.py` are not run again (``--all`` runs
+  them). About 11 minutes on 2 shared cores.
 
-Naming mutants re-runs just those (``mutmut run NAME ...``) in the ``--keep`` directory of an
-earlier run, with the tests copied afresh: the way to show that a new test kills a survivor.
+mutmut's own wall-clock timeouts are made safe for a shared machine (`GuardedTimeouts`).
+Naming mutants re-runs just those in the ``--keep`` directory of an earlier run, with the
+tests copied afresh: the way to show that a new test kills a survivor.
 """
 
 # ruff: noqa: T201 - a report prints its results
@@ -100,7 +103,9 @@ MUTANT_HOOK = '''
 # A mutant can make a test loop for ever (the non-blocking flush's retry loop, say). mutmut
 # gives up on a mutant after a multiple of the time of all its tests; this limit ends such a
 # mutant after one test's time instead: 10 s plus 5 times what mutmut measured for the test on
-# the unmutated code. The process then exits with status 36, mutmut's "timeout".
+# the unmutated code. The process then exits with status 36, mutmut's "timeout". The limit is
+# CPU time (ITIMER_PROF): a loop spends it, while a test that hands turns between threads waits
+# far longer in wall time on an idle machine than on a busy one.
 _REVIEWED_FILE = "tests/mutation-reviewed.json"
 
 
@@ -123,13 +128,13 @@ def pytest_runtest_call(item: pytest.Item) -> object:
             os._exit(34)
     durations = json.loads(Path("mutmut-stats.json").read_text(encoding="utf-8"))
     limit = 10.0 + 5.0 * durations["duration_by_test"].get(item.nodeid, 0.0)
-    previous = signal.signal(signal.SIGALRM, lambda *_: os._exit(36))
-    signal.setitimer(signal.ITIMER_REAL, limit)
+    previous = signal.signal(signal.SIGPROF, lambda *_: os._exit(36))
+    signal.setitimer(signal.ITIMER_PROF, limit)
     try:
         return (yield)
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
 '''
 """Appended to the copy's ``tests/conftest.py`` for a profiled target."""
 
@@ -237,9 +242,10 @@ def copy_tests(target: Target, copy: Path, *, skip_reviewed: bool) -> None:
         raise SystemExit(f"tests/conftest.py no longer has one line {PROFILE_ANCHOR!r}")
     text = text.replace(PROFILE_ANCHOR, MUTATION_PROFILE + PROFILE_ANCHOR)
     conftest.write_text(text + MUTANT_HOOK, encoding="utf-8")
-    if skip_reviewed and target.reviews is not None:
-        hashes = {name: digest for name, (_, digest) in target.reviews().items()}
-        (destination / REVIEWED_FILE).write_text(json.dumps(hashes), encoding="utf-8")
+    # Written even when empty: mutmut copies tests/ over the one of an earlier run.
+    reviews = {} if target.reviews is None or not skip_reviewed else target.reviews()
+    hashes = {name: digest for name, (_, digest) in reviews.items()}
+    (destination / REVIEWED_FILE).write_text(json.dumps(hashes), encoding="utf-8")
 
 
 def prepare(
