@@ -47,11 +47,16 @@ which await an injectable ``async_sleep`` (default: `asyncio.sleep`):
 
 Errors: TypeError and ValueError for bad arguments, `TaskStateError` for a task used against
 its lifecycle, `DebtOverflowError` past ``u64::MAX``; an operation that raises changes nothing.
+
+Requirement IDs in the docstrings and comments (``FC-6``, ``DIV-3``, ...) are those of the
+specification, which ships in the package as ``flowpace/spec/`` (``flow-control.md``,
+``divergences.md``; ``importlib.resources.files("flowpace") / "spec"``), and in a clone at
+``spec/``.
 """
 
 from flowpace.clock import Clock, SystemClock
 from flowpace.controller import FlowController, FlowTask
-from flowpace.observer import InMemoryObserver, NoopObserver, Observer
+from flowpace.observer import FanOutObserver, InMemoryObserver, NoopObserver, Observer
 from flowpace.options import FlowOptions
 from flowpace_reference.types import (
     ControllerState,
@@ -68,6 +73,7 @@ __all__ = [
     "Clock",
     "ControllerState",
     "DebtOverflowError",
+    "FanOutObserver",
     "FlowController",
     "FlowOptions",
     "FlowOutcome",
