@@ -9,10 +9,11 @@ in `flowpace.controller`, on its hot path.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Final
 
-from flowpace_reference.types import Config, FlushDecision
+from flowpace_reference.types import Config, FlushDecision, ForegroundRegime
 from flowpace_reference.u64 import U64_MAX
 
 MILLI_PER_UNIT: Final = 1_000
@@ -167,6 +168,25 @@ def foreground_delay_us(  # noqa: PLR0913 - state fields one by one: callers all
     return min(delay, tuning.max_delay_us)
 
 
+def foreground_regime(tuning: Tuning, debt: int, samples: int) -> ForegroundRegime:
+    """Return the regime a write of one byte is in at ``debt`` and ``samples`` (FC-6, HARD-8)."""
+    if not tuning.backpressure:
+        return ForegroundRegime.DISABLED
+    if debt == 0:
+        return ForegroundRegime.NO_DEBT
+    debt_mu = milli_units(debt, tuning.unit_bytes)
+    cold = samples < tuning.warmup
+    if cold and debt_mu < tuning.cold_mu:
+        return ForegroundRegime.COLD_BELOW_FAIL_SAFE
+    if not cold and debt_mu <= tuning.soft_mu:
+        return ForegroundRegime.STEADY_BELOW_SOFT
+    if debt_mu >= tuning.stop_mu:
+        return ForegroundRegime.STOP
+    if cold:
+        return ForegroundRegime.COLD_THROTTLED
+    return ForegroundRegime.HARD_ZONE if debt_mu >= tuning.hard_mu else ForegroundRegime.SOFT_ZONE
+
+
 def flush_decision(  # noqa: PLR0913 - called under the state lock, which allocates nothing
     tuning: Tuning,
     est_bytes: int,
@@ -209,3 +229,48 @@ def next_deadline(deadline_ns: int | None, now_ns: int, interval_us: int) -> int
     """Return the deadline after a paced flush commits at ``now_ns`` (spec FC-10, DIV-6)."""
     base = now_ns if deadline_ns is None else max(deadline_ns, now_ns)
     return base + interval_us * NANOS_PER_MICRO
+
+
+# --- checked values (spec HARD-2) -------------------------------------------------------------
+
+SHOWN_BITS: Final = 256
+"""Integers wider than this are shown by their width, not their digits, in error messages."""
+
+
+def shown(value: object) -> str:
+    """
+    Return ``value`` as an error message shows it; never raise (spec HARD-2).
+
+    An exact int is shown in decimal unless it is wider than `SHOWN_BITS` (its decimal form
+    may exceed the interpreter's limit on digits, and would flood the message): then by its
+    width. Anything else by its ``repr``, or by its type's name if that ``repr`` raises.
+    """
+    if type(value) is int:
+        if value.bit_length() <= SHOWN_BITS:
+            return str(value)
+        sign = "-" if value < 0 else ""
+        return f"{sign}<an int of {value.bit_length()} bits>"
+    try:
+        return repr(value)
+    except Exception:  # noqa: BLE001 - a message must be made whatever the value's repr does
+        return f"<{type(value).__name__} object with a failing repr>"
+
+
+def exact_int(value: object, name: str) -> int:
+    """
+    Return ``value`` as an exact `int`, converted once; TypeError naming ``name`` if not one.
+
+    Spec HARD-2, ERR-3, CFG-3: ``value`` must be an `int` and not a `bool`. An `int`
+    subclass is converted by `operator.index`, which for an `int` returns a plain `int` of its
+    stored value without calling any method the subclass overrides, so the value range-checked
+    and used afterwards is that one value, whatever the subclass's comparisons or ``__int__``
+    say.
+    """
+    if type(value) is int:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {shown(value)}")
+    try:
+        return operator.index(value)  # always a plain int (Python >= 3.10)
+    except Exception as error:  # a value claiming to be an int that is not one
+        raise TypeError(f"{name} must be an int, got {shown(value)}") from error

@@ -22,6 +22,10 @@ at, every point where a thread takes or releases a lock. Clock reads and sleeps 
 injected clock only (`flowpace.clock.Clock`), so the scheduler can intercept those too. The
 controller only uses a lock as a context manager (``with lock:``); `acquire` and `release` are
 part of the protocol so that a plain `threading.Lock` and test doubles fit it alike.
+
+**Fork.** In a child made by `os.fork` the factory is called again, once per name, pacing first,
+for every controller alive (spec HARD-6): a lock held by a parent's thread at the fork would
+otherwise never be released in the child.
 """
 
 from __future__ import annotations

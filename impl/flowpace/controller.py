@@ -25,18 +25,36 @@ thread would queue behind it (measured: 4 threads at 0.15 of one thread's throug
 times out of order. Under the lock each operation uses ``max(its reading, the latest time
 applied)``: the times the state and its tasks hold never go backwards, and every operation
 sees a time at least every time the state holds, as the model requires of its callers.
+
+**Hardening (spec HARD-1 to HARD-8).** Tasks and controllers refuse to be copied or pickled, and
+a task made without its controller is a TypeError; arguments are converted to plain ints once
+(`flowpace._rules.exact_int`); collaborators are checked at construction and a non-default
+clock's readings on every read (`flowpace.clock.reader_of`); a cancelled async flush gives its
+pacing slot back; observer exceptions are isolated (`FlowController._observer_failed`); a
+forked child makes every controller's locks anew.
 """
 
 from __future__ import annotations
 
-import time
+import logging
+import os
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Final, NamedTuple, NoReturn
 
 from flowpace import _rules
-from flowpace._sync import PACING_LOCK, STATE_LOCK, LockFactory, thread_lock
-from flowpace.clock import SYSTEM_CLOCK, AsyncSleep, Clock, SystemClock, asyncio_sleep_ns
+from flowpace._rules import exact_int, shown
+from flowpace._sync import PACING_LOCK, STATE_LOCK, LockFactory, LockLike, thread_lock
+from flowpace.clock import (
+    SYSTEM_CLOCK,
+    AsyncSleep,
+    Clock,
+    asyncio_sleep_ns,
+    checked_async_sleep,
+    checked_clock,
+    reader_of,
+)
 from flowpace.observer import NoopObserver, Observer
 from flowpace.options import FlowOptions
 from flowpace_reference.types import (
@@ -69,6 +87,16 @@ _new_object = object.__new__
 
 _FLUSHED: Final = Outcome.FLUSHED
 _UNKNOWN: Final = Outcome.UNKNOWN
+
+LOGGER: Final = logging.getLogger("flowpace")
+"""Where the controller reports what it cannot return: observer failures (spec HARD-5), idle
+resets (HARD-7)."""
+
+_IDLE_RESET_LOG_INTERVAL_NS: Final = 60 * 10**9
+"""At most one idle-reset line a minute of the controller's time (spec HARD-7)."""
+
+_LIVE: Final[weakref.WeakSet[FlowController]] = weakref.WeakSet()
+"""Every controller alive in this process: a forked child makes their locks anew (HARD-6)."""
 
 
 class _FlushView(NamedTuple):
@@ -113,34 +141,65 @@ class FlowTask:
     _force_bypass: bool
     _done: bool
 
-    def __init__(self) -> None:
+    def __new__(cls) -> FlowTask:  # noqa: PYI034 - it never returns
         """Refuse: a task is made by `FlowController.on_enqueue_est`, which charges its debt."""
         raise TypeError("a FlowTask is made by FlowController.on_enqueue_est")
+
+    def __init__(self) -> None:
+        """Refuse, as `__new__` does (spec ST-2)."""
+        raise TypeError("a FlowTask is made by FlowController.on_enqueue_est")
+
+    def __init_subclass__(cls, **kwargs: object) -> NoReturn:
+        """Refuse: the controller accepts its own tasks only, so a subclass is no task (HARD-1)."""
+        raise TypeError("FlowTask cannot be subclassed: a task is made by on_enqueue_est")
+
+    # spec HARD-1: a task is the one handle on its charge; a copy would settle it twice.
+    def __copy__(self) -> NoReturn:
+        """Refuse: a second handle on the same charge would settle it twice (spec HARD-1)."""
+        _raise_copy("a FlowTask", "its charge to the debt would be settled twice")
+
+    def __deepcopy__(self, memo: object) -> NoReturn:
+        """Refuse, as `__copy__` does (spec HARD-1)."""
+        _raise_copy("a FlowTask", "its charge to the debt would be settled twice")
+
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        """Refuse pickling (and every copy made through it), as `__copy__` does (HARD-1)."""
+        _raise_copy("a FlowTask", "its charge to the debt would be settled twice")
 
     @property
     def est_bytes(self) -> int:
         """The size estimated at enqueue (never changes)."""
-        return self._est
+        try:
+            return self._est
+        except AttributeError:
+            _raise_forged(self)
 
     def mark_outcome(self, outcome: Outcome) -> None:
         """Record how the flush ended (spec FC-3); TaskStateError if the task is done."""
         if type(outcome) is not Outcome:
-            raise TypeError(f"outcome must be a FlowOutcome, got {outcome!r}")
-        with self._owner._state_lock:  # noqa: SLF001 - the task's fields belong to its controller
+            raise TypeError(f"outcome must be a FlowOutcome, got {shown(outcome)}")
+        with self._lock():
             if self._done:
                 _raise_done(self, "mark_outcome")
             self._outcome = outcome
 
     def mark_force_bypass(self) -> None:
         """Make this task bypass flush pacing (spec FC-4); TaskStateError if it is done."""
-        with self._owner._state_lock:  # noqa: SLF001 - the task's fields belong to its controller
+        with self._lock():
             if self._done:
                 _raise_done(self, "mark_force_bypass")
             self._force_bypass = True
 
+    def _lock(self) -> LockLike:
+        """Return the state lock of the task's controller; TypeError for a forged task."""
+        try:
+            return self._owner._state_lock  # noqa: SLF001 - the task's fields are its controller's
+        except AttributeError:
+            _raise_forged(self)
+
     def snapshot(self) -> TaskState:
         """Return the task's fields, read atomically, as the model's `TaskState`."""
-        with self._owner._state_lock:  # noqa: SLF001 - the task's fields belong to its controller
+        with self._lock():
             actual = self._actual
             io_micros = self._io_micros
             outcome = self._outcome
@@ -159,6 +218,10 @@ class FlowTask:
 
     def __repr__(self) -> str:
         """Return the task's fields."""
+        try:
+            self._owner  # noqa: B018 - probes for a task made without its controller
+        except AttributeError:
+            return "<FlowTask not made by a controller>"
         state = self.snapshot()
         return (
             f"<FlowTask est_bytes={state.est_bytes} actual_bytes={state.actual_bytes} "
@@ -171,25 +234,34 @@ class FlowController:
     Debt-based foreground backpressure and flush pacing, safe to share between threads.
 
     ``clock`` defaults to the system monotonic clock, ``observer`` to one that ignores every
-    call, ``async_sleep`` (awaited with nanoseconds by the async variants) to `asyncio.sleep`.
-    ``_lock_factory`` is a test hook documented in `flowpace._sync`.
+    call, ``async_sleep`` (awaited with nanoseconds by the async variants) to `asyncio.sleep`;
+    each is checked here (spec HARD-3). ``_lock_factory`` is a test hook documented in
+    `flowpace._sync`. A controller cannot be copied or pickled (spec HARD-1).
     """
 
     __slots__ = (
+        "__weakref__",
         "_adaptive_floor",
         "_async_sleep",
         "_config",
         "_debt",
         "_e2e_bps",
         "_fg_quiet",
+        "_idle_reset_logged_at",
         "_idle_reset_ns",
+        "_idle_resets_suppressed",
+        "_idle_resets_unlogged",
         "_idle_since",
         "_io_bps",
         "_last_ns",
+        "_lock_factory",
         "_next_flush_at",
         "_now",
         "_observer",
+        "_observer_failures",
+        "_observer_raises",
         "_pacing_lock",
+        "_pacing_resets",
         "_quiet_debt",
         "_samples",
         "_sleep",
@@ -212,18 +284,29 @@ class FlowController:
         """Build a controller with ``options`` (default: upstream's); its clock starts idle."""
         if options is None:
             options = FlowOptions()
-        elif not isinstance(options, FlowOptions):
-            raise TypeError(f"options must be FlowOptions, got {options!r}")
+        elif type(options) is not FlowOptions:  # a subclass could bypass its checks (HARD-2)
+            raise TypeError(f"options must be FlowOptions, got {shown(options)}")
+        # spec HARD-3: every collaborator is checked here, before anything is built, so that a
+        # wrong one fails at construction, not at its first use, after some state changed.
+        clock = checked_clock(clock)
+        async_sleep = checked_async_sleep(async_sleep)
+        observer = _checked_observer(observer)
         self._config = options.normalised()
         self._tuning = _rules.tuning_of(self._config)
         self._warmup = self._tuning.warmup  # copies read on the lifecycle's hot path
         self._idle_reset_ns = self._tuning.idle_reset_ns
-        # The system clock is read without the indirection of a method (it is the hot path).
-        self._now = time.monotonic_ns if type(clock) is SystemClock else clock.monotonic_ns
+        # The system clock is read without the indirection of a method (it is the hot path);
+        # any other clock's readings are checked before they are used (spec HARD-3).
+        self._now = reader_of(clock)
         self._sleep = clock.sleep_ns
         self._async_sleep = async_sleep
-        self._observer: Observer = NoopObserver() if observer is None else observer
-        # Lock order: pacing, then state (flowpace._sync); each made once, by the factory.
+        self._observer: Observer = observer
+        # spec HARD-5: observer failures are isolated unless a test double asks otherwise.
+        self._observer_raises = getattr(observer, "_flowpace_observer_raises", False) is True
+        self._observer_failures = 0
+        # Lock order: pacing, then state (flowpace._sync); each made once, by the factory
+        # (and again in a forked child, spec HARD-6).
+        self._lock_factory = _lock_factory
         self._pacing_lock = _lock_factory(PACING_LOCK)
         self._state_lock = _lock_factory(STATE_LOCK)
         now = self._now()
@@ -238,13 +321,53 @@ class FlowController:
         self._starving = 0
         self._idle_since: int | None = now
         self._next_flush_at: int | None = None
+        self._pacing_resets = 0  # idle markings that dropped the deadline (HARD-4)
+        self._idle_resets_unlogged = 0  # spec HARD-7: idle resets not yet seen by the log
+        self._idle_resets_suppressed = 0
+        self._idle_reset_logged_at: int | None = None
         self._quiet_debt = self._tuning.cold_quiet_debt
         self._fg_quiet = True
+        _LIVE.add(self)  # spec HARD-6: known to the fork handler
+
+    # spec HARD-1: a copy would share the locks, or hold debt that only the original's tasks
+    # can settle; it is refused rather than made independent (see the spec's Hardening).
+    def __copy__(self) -> NoReturn:
+        """Refuse: a copy would share this controller's locks and its tasks' debt (HARD-1)."""
+        _raise_copy("a FlowController", "its debt is owed by tasks only it can settle")
+
+    def __deepcopy__(self, memo: object) -> NoReturn:
+        """Refuse, as `__copy__` does (spec HARD-1)."""
+        _raise_copy("a FlowController", "its debt is owed by tasks only it can settle")
+
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        """Refuse pickling (and every copy made through it), as `__copy__` does (HARD-1)."""
+        _raise_copy("a FlowController", "its debt is owed by tasks only it can settle")
 
     @property
     def config(self) -> Config:
         """The normalised configuration this controller runs with (spec CFG-2)."""
         return self._config
+
+    def __repr__(self) -> str:
+        """Return the debt, the foreground regime and the options in use (spec HARD-8)."""
+        state = self.snapshot()
+        config = self._config
+        regime = _rules.foreground_regime(self._tuning, state.debt_bytes, state.io_sample_count)
+        return (
+            f"<FlowController debt_bytes={state.debt_bytes} regime={regime.name} "
+            f"samples={state.io_sample_count} io_bps={state.io_bps_ewma} "
+            f"backpressure={'on' if config.enable_backpressure else 'off'} "
+            f"pacing={'on' if config.enable_flush_pacing else 'off'} "
+            f"unit={config.bp_flush_unit_bytes}B soft/hard/stop="
+            f"{config.bp_soft_debt_units}/{config.bp_hard_debt_units}/"
+            f"{config.bp_stop_debt_units} units>"
+        )
+
+    @property
+    def observer_failures(self) -> int:
+        """How many observer calls raised an `Exception` that was isolated (spec HARD-5)."""
+        with self._state_lock:
+            return self._observer_failures
 
     # --- the task lifecycle ------------------------------------------------------------------
 
@@ -279,6 +402,8 @@ class FlowController:
                 self._idle_since = None
             self._debt = debt
             self._fg_quiet = debt <= self._quiet_debt
+        if self._idle_resets_unlogged:  # spec HARD-7: the one check the log costs
+            self._log_idle_reset(now)
         return task
 
     def on_io_built(  # noqa: C901, PLR0912 - the hot path's arithmetic is inlined on purpose
@@ -287,6 +412,10 @@ class FlowController:
         """Reconcile the debt with the bytes a task's I/O wrote; sample the disk (spec FC-2)."""
         if type(task) is not FlowTask:
             _raise_not_task(task)
+        try:
+            owner = task._owner  # noqa: SLF001 - fixed at enqueue: read before the lock
+        except AttributeError:
+            _raise_forged(task)  # spec HARD-1: made without its controller
         if type(nbytes) is not int or not 0 <= nbytes <= U64_MAX:
             nbytes = _u64_argument(nbytes, "nbytes")
         if type(elapsed_ns) is not int or not 0 <= elapsed_ns < _ELAPSED_LIMIT_NS:
@@ -305,7 +434,7 @@ class FlowController:
             sample = -1  # no sample at all
         lock = self._state_lock
         with lock:  # `with`, not acquire(): see the module docstring
-            if task._owner is not self or task._done or task._actual is not None:  # noqa: SLF001
+            if owner is not self or task._done or task._actual is not None:  # noqa: SLF001
                 _raise_misuse(self, task, "on_io_built")
             debt = self._debt + nbytes - task._est  # noqa: SLF001
             if debt > U64_MAX:
@@ -335,10 +464,14 @@ class FlowController:
         """Settle a finished task's charge; go idle at zero debt; sample end to end (FC-5)."""
         if type(task) is not FlowTask:
             _raise_not_task(task)
+        try:
+            owner = task._owner  # noqa: SLF001 - fixed at enqueue: read before the lock
+        except AttributeError:
+            _raise_forged(task)  # spec HARD-1: made without its controller
         now = self._now()
         lock = self._state_lock
         with lock:  # `with`, not acquire(): see the module docstring
-            if task._owner is not self or task._done:  # noqa: SLF001
+            if owner is not self or task._done:  # noqa: SLF001
                 _raise_misuse(self, task, "on_mark_done")
             if now < self._last_ns:
                 now = self._last_ns
@@ -354,6 +487,7 @@ class FlowController:
                 if self._idle_since is None:
                     self._idle_since = now
                 self._next_flush_at = None
+                self._pacing_resets += 1  # spec HARD-4: no reservation made before survives
             self._debt = debt
             task._done = True  # noqa: SLF001
             if charge != 0 and task._outcome is _FLUSHED:  # noqa: SLF001
@@ -430,8 +564,15 @@ class FlowController:
 
     def _emit_foreground_delay(self, delay_us: int) -> None:
         """Report a foreground delay to the observer (spec FC-8)."""
-        self._observer.counter(Metric.FG_DELAY, 1)
-        self._observer.histogram(Metric.FG_DELAY_MICROS, delay_us)
+        observer = self._observer
+        try:  # spec HARD-5: a failing observer never fails the write (a try costs nothing)
+            observer.counter(Metric.FG_DELAY, 1)
+        except Exception as error:  # noqa: BLE001 - isolated, logged and counted
+            self._observer_failed(error, Metric.FG_DELAY)
+        try:
+            observer.histogram(Metric.FG_DELAY_MICROS, delay_us)
+        except Exception as error:  # noqa: BLE001 - as above
+            self._observer_failed(error, Metric.FG_DELAY_MICROS)
 
     # --- flush pacing -----------------------------------------------------------------------
 
@@ -490,29 +631,58 @@ class FlowController:
         lock: such a flusher does not wait behind a blocking flusher's sleep. Metrics are
         reported at decision time.
         """
-        sleep_ns, decision = self._reserve_flush(task, "before_flush_nowait")
+        sleep_ns, decision, _, _ = self._reserve_flush(task, "before_flush_nowait")
         self._emit_bypass(decision)
         if sleep_ns != 0:
             self._emit_pacing_sleep(sleep_ns)
         return sleep_ns
 
     async def before_flush_async(self, task: FlowTask) -> int:
-        """Reserve the flush's slot as `before_flush_nowait`, await it; return us waited."""
-        sleep_ns, decision = self._reserve_flush(task, "before_flush_async")
+        """
+        Reserve the flush's slot as `before_flush_nowait`, await it; return us waited.
+
+        Cancelled (or failing) while it waits, it gives its slot back before the exception
+        propagates: the deadline moves back by its interval (spec HARD-4, DIV-7).
+        """
+        sleep_ns, decision, resets, interval_ns = self._reserve_flush(task, "before_flush_async")
         self._emit_bypass(decision)
         if sleep_ns != 0:
-            await self._async_sleep(sleep_ns)
+            try:
+                await self._async_sleep(sleep_ns)
+            except BaseException:  # CancelledError, a timeout, a failing sleep: no flush
+                self._give_back_slot(resets, interval_ns)
+                raise
             self._emit_pacing_sleep(sleep_ns)
         return sleep_ns // _NANOS_PER_MICRO
 
-    def _reserve_flush(self, task: FlowTask, operation: str) -> tuple[int, FlushDecision]:
-        """Decide a flush and commit its deadline at decision time + sleep; return the sleep."""
+    def _give_back_slot(self, resets: int, interval_ns: int) -> None:
+        """
+        Undo an async flush's reservation it will not use (spec HARD-4, DIV-7).
+
+        The reservation pushed the deadline ``interval_ns`` further; unless an idle marking
+        dropped the deadline since (``resets`` is the count of those the reservation saw), the
+        deadline moves back by as much, and the slots later flushers stacked behind this one
+        with it. A deadline dropped since is left as it is: the reservation is already gone.
+        """
+        with self._state_lock:
+            deadline = self._next_flush_at
+            if deadline is not None and self._pacing_resets == resets:
+                self._next_flush_at = deadline - interval_ns
+
+    def _reserve_flush(self, task: FlowTask, operation: str) -> tuple[int, FlushDecision, int, int]:
+        """
+        Decide a flush and commit its deadline at decision time + sleep.
+
+        Return the sleep, the decision, the count of deadline resets at the reservation and
+        the interval it added to the deadline, in ns (0 and 0 for a decision that reserves
+        nothing).
+        """
         self._check_task_type(task)
         while True:
             seen = self._read_flush_view(task, operation)
             decision, interval_us = self._decide_flush(task, seen)
             if decision is not FlushDecision.PACED:
-                return 0, decision  # a decision that commits nothing took effect at the read
+                return 0, decision, 0, 0  # a decision that commits nothing took effect at the read
             sleep_ns = _rules.pacing_sleep_ns(seen.deadline, seen.now, self._tuning.max_sleep_ns)
             reserved = _rules.next_deadline(seen.deadline, seen.now + sleep_ns, interval_us)
             with self._state_lock:
@@ -532,7 +702,7 @@ class FlowController:
                 ):
                     # Not a time applied: the state's clamp stays at `now`, the decision time.
                     self._next_flush_at = reserved
-                    return sleep_ns, decision
+                    return sleep_ns, decision, self._pacing_resets, interval_us * _NANOS_PER_MICRO
 
     def _read_flush_view(self, task: FlowTask, operation: str) -> _FlushView:
         """Apply the time now and return what a decision on flushing ``task`` reads (FC-9)."""
@@ -573,12 +743,45 @@ class FlowController:
         """Report a bypass of flush pacing, if ``decision`` is one (spec FC-9)."""
         metric = _BYPASS_METRICS.get(decision)
         if metric is not None:
-            self._observer.counter(metric, 1)
+            try:  # spec HARD-5, as in _emit_foreground_delay
+                self._observer.counter(metric, 1)
+            except Exception as error:  # noqa: BLE001 - isolated, logged and counted
+                self._observer_failed(error, metric)
 
     def _emit_pacing_sleep(self, sleep_ns: int) -> None:
         """Report a pacing sleep (spec FC-10)."""
-        self._observer.counter(Metric.FLUSH_PACING_SLEEP, 1)
-        self._observer.histogram(Metric.FLUSH_PACING_SLEEP_MICROS, sleep_ns // _NANOS_PER_MICRO)
+        observer = self._observer
+        try:  # spec HARD-5, as in _emit_foreground_delay
+            observer.counter(Metric.FLUSH_PACING_SLEEP, 1)
+        except Exception as error:  # noqa: BLE001 - isolated, logged and counted
+            self._observer_failed(error, Metric.FLUSH_PACING_SLEEP)
+        try:
+            observer.histogram(Metric.FLUSH_PACING_SLEEP_MICROS, sleep_ns // _NANOS_PER_MICRO)
+        except Exception as error:  # noqa: BLE001 - as above
+            self._observer_failed(error, Metric.FLUSH_PACING_SLEEP_MICROS)
+
+    def _observer_failed(self, error: Exception, metric: Metric) -> None:
+        """
+        Count an observer's failure and log it, sparsely; re-raise for a strict test double.
+
+        Spec HARD-5. Called after the operation's change of state and outside every lock. The
+        1st, 2nd, 4th, 8th, ... failure is logged (a warning with the traceback): an outage
+        of the metrics backend logs some 40 lines in 2**40 calls, never one per call, and
+        the count needs no clock.
+        """
+        if self._observer_raises:
+            raise error
+        with self._state_lock:
+            self._observer_failures = failures = self._observer_failures + 1
+        if failures & (failures - 1) == 0:
+            LOGGER.warning(
+                "flowpace: observer %s failed reporting %s (%d failure(s) so far; "
+                "the operation completed, the report is lost)",
+                shown(self._observer),
+                metric.value,
+                failures,
+                exc_info=error,
+            )
 
     # --- scopes -------------------------------------------------------------------------------
 
@@ -654,8 +857,36 @@ class FlowController:
 
     # --- helpers; the state lock is held where they say so ------------------------------------
 
+    def _log_idle_reset(self, now: int) -> None:
+        """
+        Log the idle resets since the last call, at most once a minute of the controller's time.
+
+        Spec HARD-7. At INFO, through the `flowpace` logger. Resets within a minute of the
+        last one logged are counted and reported with the next line; none is logged when the
+        logger does not log INFO. Only the time applied is read: no clock, no wall time.
+        """
+        with self._state_lock:
+            resets, self._idle_resets_unlogged = self._idle_resets_unlogged, 0
+            last = self._idle_reset_logged_at
+            due = last is None or now - last >= _IDLE_RESET_LOG_INTERVAL_NS
+            if due:
+                self._idle_reset_logged_at = now
+                resets += self._idle_resets_suppressed
+                self._idle_resets_suppressed = 0
+            else:
+                self._idle_resets_suppressed += resets
+        if due and LOGGER.isEnabledFor(logging.INFO):
+            LOGGER.info(
+                "flowpace: idle reset at %d ns: throughput history forgotten after %d ms of "
+                "zero debt (%d reset(s) since the last report)",
+                now,
+                self._config.bp_idle_reset_ms,
+                resets,
+            )
+
     def _forget_history(self) -> None:
         """Reset the throughput history after a long idle spell (spec FC-12); lock held."""
+        self._idle_resets_unlogged += 1  # logged after the lock (spec HARD-7)
         self._io_bps = 0
         self._e2e_bps = 0
         self._samples = 0
@@ -663,35 +894,65 @@ class FlowController:
         self._quiet_debt = self._tuning.cold_quiet_debt
 
     def _check_task_type(self, task: object) -> None:
-        """Raise TypeError unless ``task`` is a `FlowTask`."""
+        """Raise TypeError unless ``task`` is a `FlowTask` made by a controller (HARD-1)."""
         if type(task) is not FlowTask:
             _raise_not_task(task)
+        try:
+            task._owner  # noqa: B018, SLF001 - probes for a task made without its controller
+        except AttributeError:
+            _raise_forged(task)
 
 
 # --- argument checks and errors (spec ERR-1 to ERR-3) ----------------------------------------
 
 
 def _u64_argument(value: object, name: str) -> int:
-    """Return ``value`` as an int if it is one in the u64 range; else raise, naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if not 0 <= value <= U64_MAX:
-        raise ValueError(f"{name} must be in [0, {U64_MAX}] (u64), got {value}")
-    return int(value)
+    """Return ``value`` as a plain int if it is one in the u64 range; else raise, naming it."""
+    # spec ERR-3, HARD-2: converted once; the range is checked on, and the caller uses, that int.
+    number = exact_int(value, name)
+    if not 0 <= number <= U64_MAX:
+        raise ValueError(f"{name} must be in [0, {U64_MAX}] (u64), got {shown(number)}")
+    return number
 
 
 def _elapsed_argument(value: object) -> int:
-    """Return ``value`` as an int if a Rust ``Duration`` holds it in nanoseconds; else raise."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"elapsed_ns must be an int, got {value!r}")
-    if not 0 <= value < _ELAPSED_LIMIT_NS:
-        raise ValueError(f"elapsed_ns must be in [0, 2**64 * 10**9), got {value}")
-    return int(value)
+    """Return ``value`` as a plain int if a Rust ``Duration`` holds it, in ns; else raise."""
+    number = exact_int(value, "elapsed_ns")  # spec ERR-3, HARD-2, as _u64_argument
+    if not 0 <= number < _ELAPSED_LIMIT_NS:
+        raise ValueError(f"elapsed_ns must be in [0, 2**64 * 10**9), got {shown(number)}")
+    return number
 
 
 def _raise_not_task(value: object) -> NoReturn:
     """Raise TypeError for an argument that is not a `FlowTask`."""
-    raise TypeError(f"task must be a FlowTask, got {value!r}")
+    raise TypeError(f"task must be a FlowTask, got {shown(value)}")
+
+
+def _raise_forged(task: object) -> NoReturn:
+    """Raise TypeError for a `FlowTask` made without its controller (spec HARD-1)."""
+    del task
+    raise TypeError(
+        "task must be a FlowTask made by FlowController.on_enqueue_est, "
+        "got one made without a controller"
+    )
+
+
+def _raise_copy(what: str, why: str) -> NoReturn:
+    """Raise TypeError for a copy or a pickle of a task or a controller (spec HARD-1)."""
+    raise TypeError(f"{what} cannot be copied or pickled: {why}")
+
+
+def _checked_observer(observer: object) -> Observer:
+    """Return ``observer`` (a `NoopObserver` for None) if it can report; else TypeError."""
+    if observer is None:
+        return NoopObserver()
+    for method in ("counter", "histogram"):  # spec HARD-3
+        if not callable(getattr(observer, method, None)):
+            raise TypeError(
+                f"observer must be a flowpace.Observer (with counter() and histogram()), "
+                f"got {shown(observer)}: it has no callable {method}"
+            )
+    return observer  # type: ignore[return-value]  # checked structurally just above
 
 
 def _raise_done(task: FlowTask, operation: str) -> NoReturn:
@@ -714,3 +975,27 @@ def _raise_overflow(operation: str, current: int, delta: int) -> NoReturn:
     raise DebtOverflowError(
         f"{operation}: {current} + {delta} would exceed u64::MAX ({U64_MAX}); state unchanged"
     )
+
+
+# --- fork safety (spec HARD-6) -----------------------------------------------------------------
+
+
+def _renew_locks_in_child() -> None:
+    """
+    Give every controller in a forked child new locks, made by its lock factory (HARD-6).
+
+    The child has one thread, the one that forked: a lock another thread of the parent held
+    at the fork (a blocking flusher's pacing lock across its sleep, the state lock) would be
+    held forever. The state it guards is as that thread left it: a paced flush asleep has
+    decided and never commits, as if interrupted before its commit (spec DIV-7). Under the GIL
+    a thread is switched out inside a critical section only at a call (the idle reset), so a
+    torn state is rare but possible; the child's locks are free in every case.
+    """
+    for controller in list(_LIVE):
+        factory = controller._lock_factory  # noqa: SLF001 - the module's own controllers
+        controller._pacing_lock = factory(PACING_LOCK)  # noqa: SLF001 - in lock order
+        controller._state_lock = factory(STATE_LOCK)  # noqa: SLF001
+
+
+if hasattr(os, "register_at_fork"):  # POSIX only; there is no fork elsewhere
+    os.register_at_fork(after_in_child=_renew_locks_in_child)

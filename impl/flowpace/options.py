@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Final
 
+from flowpace._rules import exact_int, shown
 from flowpace_reference.types import Config
 from flowpace_reference.u64 import U32_MAX, U64_MAX
 
@@ -79,7 +80,10 @@ class FlowOptions:
     def __post_init__(self) -> None:
         """Check every option (spec CFG-3); raise TypeError or ValueError naming a bad one."""
         for field in fields(self):
-            _check_option(field.name, getattr(self, field.name))
+            # spec HARD-2: each number is converted to a plain int once; that value is checked
+            # and kept, so an int subclass cannot show one value to the check and another later.
+            value = _checked_option(field.name, getattr(self, field.name))
+            object.__setattr__(self, field.name, value)  # frozen: the documented way to set
         soft = _normalised_soft(self.bp_soft_debt_units)
         if soft == U32_MAX:
             # spec CFG-3, DIV-5: upstream's `hard = soft + 1` would overflow a u32.
@@ -118,17 +122,21 @@ class FlowOptions:
         )
 
 
-def _check_option(name: str, value: object) -> None:
-    """Raise TypeError or ValueError, naming the option, unless ``value`` fits ``name``."""
+def _checked_option(name: str, value: object) -> object:
+    """
+    Return ``value`` as ``name`` holds it (a bool, or a plain int in range); else raise.
+
+    TypeError or ValueError, naming the option (spec CFG-3, HARD-2).
+    """
     if name in _FLAGS:
-        if not isinstance(value, bool):
-            raise TypeError(f"option {name} must be a bool, got {value!r}")
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"option {name} must be an int, got {value!r}")
+        if not isinstance(value, bool):  # bool cannot be subclassed: True and False only
+            raise TypeError(f"option {name} must be a bool, got {shown(value)}")
+        return value
+    number = exact_int(value, f"option {name}")
     limit, width = (U64_MAX, "u64") if name in _U64_FIELDS else (U32_MAX, "u32")
-    if not 0 <= value <= limit:
-        raise ValueError(f"option {name} must be in [0, {limit}] ({width}), got {value}")
+    if not 0 <= number <= limit:
+        raise ValueError(f"option {name} must be in [0, {limit}] ({width}), got {shown(number)}")
+    return number
 
 
 def _normalised_soft(soft: int) -> int:

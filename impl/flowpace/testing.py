@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 
+from flowpace._rules import exact_int, shown
 from flowpace._sync import LockFactory, thread_lock
-from flowpace.clock import AsyncSleep, Clock, asyncio_sleep_ns
+from flowpace.clock import TIME_LIMIT_NS, AsyncSleep, Clock, asyncio_sleep_ns
 from flowpace.controller import FlowController
 from flowpace.observer import InMemoryObserver, Observer
 from flowpace.options import FlowOptions
@@ -46,10 +47,9 @@ class ManualClock:
 
     def __init__(self, start_ns: int = 0, *, _lock_factory: LockFactory = thread_lock) -> None:
         """Start at ``start_ns``; ``_lock_factory`` makes the clock's lock (named "clock")."""
-        if isinstance(start_ns, bool) or not isinstance(start_ns, int):
-            raise TypeError(f"start_ns must be an int, got {start_ns!r}")
-        if start_ns < 0:
-            raise ValueError(f"start_ns must be non-negative, got {start_ns}")
+        start_ns = exact_int(start_ns, "start_ns")  # spec HARD-2: the value checked is used
+        if not 0 <= start_ns < TIME_LIMIT_NS:  # spec HARD-3: a reading a controller accepts
+            raise ValueError(f"start_ns must be in [0, 2**64 * 10**9), got {shown(start_ns)}")
         self._lock = _lock_factory("clock")
         self._now_ns = start_ns
         self._sleeps: list[int] = []
@@ -60,15 +60,15 @@ class ManualClock:
 
     def advance_ns(self, duration_ns: int) -> None:
         """Move the clock forward by ``duration_ns`` nanoseconds (a non-negative integer)."""
-        _check_duration(duration_ns)
+        duration_ns = _checked_duration(duration_ns)
         with self._lock:
-            self._now_ns += duration_ns
+            self._now_ns = _moved(self._now_ns, duration_ns)
 
     def sleep_ns(self, duration_ns: int) -> None:
         """Advance the clock by ``duration_ns`` and record the sleep; return at once."""
-        _check_duration(duration_ns)
+        duration_ns = _checked_duration(duration_ns)
         with self._lock:
-            self._now_ns += duration_ns
+            self._now_ns = _moved(self._now_ns, duration_ns)
             self._sleeps.append(duration_ns)
 
     async def async_sleep_ns(self, duration_ns: int) -> None:
@@ -94,17 +94,33 @@ class ManualClock:
             return tuple(self._sleeps[start:])
 
 
-def _check_duration(duration_ns: object) -> None:
-    """Raise TypeError or ValueError unless ``duration_ns`` is a non-negative int."""
-    if isinstance(duration_ns, bool) or not isinstance(duration_ns, int):
-        raise TypeError(f"duration_ns must be an int, got {duration_ns!r}")
-    if duration_ns < 0:
-        raise ValueError(f"duration_ns must be non-negative, got {duration_ns}")
+def _checked_duration(duration_ns: object) -> int:
+    """Return ``duration_ns`` as a plain non-negative int; else TypeError or ValueError."""
+    duration = exact_int(duration_ns, "duration_ns")  # spec HARD-2: the value checked is used
+    if not 0 <= duration < TIME_LIMIT_NS:
+        raise ValueError(f"duration_ns must be in [0, 2**64 * 10**9), got {shown(duration)}")
+    return duration
+
+
+def _moved(now_ns: int, duration_ns: int) -> int:
+    """Return ``now_ns`` moved on by ``duration_ns``; ValueError at the limit (HARD-3)."""
+    moved = now_ns + duration_ns
+    if moved >= TIME_LIMIT_NS:
+        raise ValueError(
+            f"duration_ns must keep the clock below 2**64 * 10**9 ns: "
+            f"{now_ns} + {duration_ns} is not"
+        )
+    return moved
 
 
 class RecordingObserver(InMemoryObserver):
     """
     An `InMemoryObserver` that also keeps every call, in order, as model `Emission` values.
+
+    A test double: an exception raised while it records (by a subclass that fails on purpose,
+    or by a bug in a test) reaches the caller of the controller's operation, instead of being
+    isolated as every other observer's is (spec HARD-5). ``raises=False`` makes it an ordinary
+    observer, whose failures the controller logs and counts.
 
     >>> observer = RecordingObserver()
     >>> observer.counter(Metric.FG_DELAY, 1)
@@ -112,10 +128,12 @@ class RecordingObserver(InMemoryObserver):
     [('counter', 'FlowFgDelay', 1)]
     """
 
-    def __init__(self) -> None:
-        """Start with no call recorded."""
+    def __init__(self, *, raises: bool = True) -> None:
+        """Start with no call recorded; ``raises``: let this observer's exceptions propagate."""
         super().__init__()
         self._calls: list[Emission] = []
+        # spec HARD-5: the controller's test-only switch, read once when it is built.
+        self._flowpace_observer_raises = raises
 
     def counter(self, metric: Metric, delta: int) -> None:
         """Add ``delta`` to the counter, then record the call."""
