@@ -38,9 +38,12 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 import weakref
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import TracebackType
 from typing import Final, NamedTuple, NoReturn
 
 from flowpace import _rules
@@ -87,6 +90,7 @@ _new_object = object.__new__
 
 _FLUSHED: Final = Outcome.FLUSHED
 _UNKNOWN: Final = Outcome.UNKNOWN
+_SKIP: Final = Outcome.SKIP
 
 LOGGER: Final = logging.getLogger("flowpace")
 """Where the controller reports what it cannot return: observer failures (spec HARD-5), idle
@@ -165,6 +169,55 @@ class FlowTask:
     def __reduce_ex__(self, protocol: object) -> NoReturn:
         """Refuse pickling (and every copy made through it), as `__copy__` does (HARD-1)."""
         _raise_copy("a FlowTask", "its charge to the debt would be settled twice")
+
+    def __enter__(self) -> FlowTask:  # noqa: PYI034 - FlowTask is final: no subclass exists
+        """Return the task; leaving the ``with`` settles it (spec HARD-9)."""
+        self._lock()  # a forged task is refused here, not on leaving
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """
+        Settle the task unless the body did; if the body raised, as a flush that failed.
+
+        Spec HARD-9. A body that raised (an I/O error, an interrupt) records `FlowOutcome.SKIP`
+        first, even over the ``FLUSHED`` of an `on_io_built`: a flush that did not end is not
+        an end-to-end sample. The exception propagates.
+        """
+        with self._lock():
+            if self._done:
+                return  # the body settled it
+            if exc_type is not None:
+                self._outcome = _SKIP
+        self._owner.on_mark_done(self)
+
+    def __del__(self) -> None:
+        """
+        Warn, as an unclosed file does, when a charged task is collected unsettled (HARD-10).
+
+        Its charge would stay in the debt for ever; it is queued on its controller for
+        `FlowController.write_off_lost_tasks`. No lock is taken here: a finaliser may run on
+        any thread, inside a critical section of that thread's own.
+        """
+        if getattr(self, "_done", True):
+            return  # settled, never charged, or forged
+        owner = self._owner
+        charge = self._actual
+        if charge is None:
+            charge = self._est
+        owner._lost.append(charge)  # noqa: SLF001 - deque.append is atomic: no lock needed
+        warnings.warn(
+            f"a FlowTask was garbage-collected unsettled (est_bytes={self._est}): its charge of "
+            f"{charge} bytes stays in the debt until write_off_lost_tasks(); settle every task "
+            f"with on_mark_done, or use it as a context manager ('with task:')",
+            ResourceWarning,
+            stacklevel=2,
+            source=self,
+        )
 
     @property
     def est_bytes(self) -> int:
@@ -255,11 +308,13 @@ class FlowController:
         "_io_bps",
         "_last_ns",
         "_lock_factory",
+        "_lost",
         "_next_flush_at",
         "_now",
         "_observer",
         "_observer_failures",
         "_observer_raises",
+        "_outstanding",
         "_pacing_lock",
         "_pacing_resets",
         "_quiet_debt",
@@ -322,6 +377,8 @@ class FlowController:
         self._idle_since: int | None = now
         self._next_flush_at: int | None = None
         self._pacing_resets = 0  # idle markings that dropped the deadline (HARD-4)
+        self._outstanding = 0  # tasks charged and not yet settled (HARD-11)
+        self._lost: deque[int] = deque()  # charges of tasks collected unsettled (HARD-10)
         self._idle_resets_unlogged = 0  # spec HARD-7: idle resets not yet seen by the log
         self._idle_resets_suppressed = 0
         self._idle_reset_logged_at: int | None = None
@@ -364,6 +421,44 @@ class FlowController:
         )
 
     @property
+    def outstanding_tasks(self) -> int:
+        """How many tasks are charged and not yet settled, lost ones included (spec HARD-11)."""
+        with self._state_lock:
+            return self._outstanding
+
+    def write_off_lost_tasks(self) -> tuple[int, int]:
+        """
+        Settle the charges of tasks collected unsettled; return how many, and their bytes.
+
+        Spec HARD-10. Each is settled as `on_mark_done` settles a task whose outcome is not
+        ``FLUSHED``: its charge leaves the debt, no sample is taken, and the controller goes
+        idle if the debt reaches 0. A task still referenced is never written off: settle it.
+        """
+        now = self._now()
+        with self._state_lock:
+            count = charges = 0
+            while self._lost:
+                charges += self._lost.popleft()
+                count += 1
+            if count == 0:
+                return 0, 0
+            if now < self._last_ns:
+                now = self._last_ns
+            else:
+                self._last_ns = now
+            debt = self._debt - charges
+            if debt <= 0:
+                debt = 0  # below 0 is unreachable by INV-1
+                if self._idle_since is None:
+                    self._idle_since = now  # spec FC-12, as in on_mark_done
+                self._next_flush_at = None
+                self._pacing_resets += 1
+            self._debt = debt
+            self._outstanding -= count
+            self._fg_quiet = debt <= self._quiet_debt
+        return count, charges
+
+    @property
     def observer_failures(self) -> int:
         """How many observer calls raised an `Exception` that was isolated (spec HARD-5)."""
         with self._state_lock:
@@ -384,7 +479,7 @@ class FlowController:
         task._io_micros = 0  # noqa: SLF001
         task._outcome = _UNKNOWN  # noqa: SLF001
         task._force_bypass = False  # noqa: SLF001
-        task._done = False  # noqa: SLF001
+        task._done = True  # noqa: SLF001 - until charged: a rejected task owes nothing (HARD-10)
         lock = self._state_lock
         with lock:  # `with`, not acquire(): see the module docstring
             debt = self._debt + est_bytes
@@ -401,6 +496,8 @@ class FlowController:
                     self._forget_history()  # spec FC-12: a long idle spell forgets samples
                 self._idle_since = None
             self._debt = debt
+            task._done = False  # noqa: SLF001 - charged: it must now be settled
+            self._outstanding += 1  # spec HARD-11
             self._fg_quiet = debt <= self._quiet_debt
         if self._idle_resets_unlogged:  # spec HARD-7: the one check the log costs
             self._log_idle_reset(now)
@@ -490,6 +587,7 @@ class FlowController:
                 self._pacing_resets += 1  # spec HARD-4: no reservation made before survives
             self._debt = debt
             task._done = True  # noqa: SLF001
+            self._outstanding -= 1  # spec HARD-11
             if charge != 0 and task._outcome is _FLUSHED:  # noqa: SLF001
                 e2e_micros = (now - task._enqueue_at) // 1_000  # noqa: SLF001
                 if e2e_micros != 0:

@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
+from types import TracebackType
 from typing import Final, TypeAlias, TypeVar
 
 from flowpace.clock import SYSTEM_CLOCK, AsyncSleep, Clock, asyncio_sleep_ns
@@ -187,6 +188,23 @@ class RecordedTask:
     def snapshot(self) -> TaskState:
         """Return the task's fields, read atomically (not recorded)."""
         return self._task.snapshot()
+
+    def __enter__(self) -> RecordedTask:  # noqa: PYI034 - never subclassed: made by the recorder
+        """Return the task; leaving the ``with`` settles it, as `FlowTask` does (HARD-9)."""
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Settle the task unless the body did, as a SKIP if it raised; each step recorded."""
+        if self._task.snapshot().done:
+            return
+        if exc_type is not None:
+            self.mark_outcome(Outcome.SKIP)
+        self._recorder.on_mark_done(self)
 
     def __repr__(self) -> str:
         """Return the task's id and fields."""
