@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from flowpace import FlowController, FlowOptions, Metric
+from flowpace import ControllerState, FlowController, FlowOptions, Metric
 from flowpace.prometheus import PrometheusObserver
 from flowpace.testing import ManualClock
 
@@ -108,7 +108,7 @@ def test_the_state_gauges_are_read_at_collection() -> None:
     observer = PrometheusObserver(registry)
     ctl, _ = warm_controller(observer)
     outstanding = [ctl.on_enqueue_est(700), ctl.on_enqueue_est(50)]
-    observer.bind(ctl, outstanding_tasks=lambda: len(outstanding))
+    observer.bind(ctl)  # the task count is the controller's own (HARD-11)
 
     got = samples(registry)
     assert got["flowpace_debt_bytes", ()] == 750
@@ -122,11 +122,21 @@ def test_the_state_gauges_are_read_at_collection() -> None:
     assert got["flowpace_outstanding_tasks", ()] == 1
 
 
+class _SnapshotOnly:
+    """A snapshot source that counts no tasks."""
+
+    def __init__(self) -> None:
+        self._controller = FlowController(OPTIONS, clock=ManualClock())
+
+    def snapshot(self) -> ControllerState:
+        return self._controller.snapshot()
+
+
 def test_without_a_task_count_there_is_no_task_gauge() -> None:
-    """Spec OBS-4: the snapshot holds no task count: the gauge exists only when bound."""
+    """Spec OBS-4: a source with no task count has no task gauge, unless one is given."""
     registry = CollectorRegistry()
     observer = PrometheusObserver(registry)
-    observer.bind(FlowController(OPTIONS, clock=ManualClock()))
+    observer.bind(_SnapshotOnly())
     names = {name for name, _ in samples(registry)}
     assert "flowpace_debt_bytes" in names
     assert "flowpace_outstanding_tasks" not in names

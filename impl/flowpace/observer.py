@@ -18,8 +18,9 @@ Exporters to metrics systems live in modules of their own, each behind an option
 from __future__ import annotations
 
 import bisect
+import operator
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final, Protocol
@@ -274,3 +275,24 @@ class InMemoryObserver:
             histograms=MappingProxyType(histograms),
             distributions=MappingProxyType(distributions),
         )
+
+
+def outstanding_reader(
+    controller: object, given: Callable[[], int] | None
+) -> Callable[[], int] | None:
+    """
+    Return what reads the outstanding-task count for a gauge: ``given``, else the controller's.
+
+    A `FlowController` (or a recorder) counts its outstanding tasks (spec HARD-11); a snapshot
+    source without ``outstanding_tasks`` has no count, and its exporters no task gauge (OBS-4).
+    """
+    if given is not None:
+        return given
+    if not hasattr(controller, "outstanding_tasks"):
+        return None
+    read = operator.attrgetter("outstanding_tasks")
+
+    def count() -> int:
+        return int(read(controller))
+
+    return count

@@ -38,7 +38,7 @@ except ImportError as error:  # pragma: no cover - exercised by the tests with t
         'pip install "flowpace[opentelemetry]"'
     ) from error
 
-from flowpace.observer import DELAY_BUCKETS_US
+from flowpace.observer import DELAY_BUCKETS_US, outstanding_reader
 from flowpace_reference.types import ControllerState, Metric
 
 __all__ = ["BYPASS_REASONS", "SECONDS_BUCKETS", "OpenTelemetryObserver", "SnapshotSource"]
@@ -117,8 +117,9 @@ class OpenTelemetryObserver:
         """
         Export ``controller``'s state as observable gauges, read at each collection (OBS-4).
 
-        Each gauge's callback takes its own snapshot. ``outstanding_tasks``, if given, is
-        called for ``flowpace.tasks.outstanding`` (the snapshot holds no task count). An
+        Each gauge's callback takes its own snapshot. ``flowpace.tasks.outstanding`` reads
+        ``outstanding_tasks()`` if given, else the controller's ``outstanding_tasks``
+        (HARD-11); a source with neither has no task gauge. An
         observer binds one controller: binding again raises ValueError.
         """
         if self._bound:
@@ -128,6 +129,7 @@ class OpenTelemetryObserver:
             self._meter.create_observable_gauge(
                 name, [_state_callback(controller, field)], unit=unit, description=description
             )
+        outstanding_tasks = outstanding_reader(controller, outstanding_tasks)
         if outstanding_tasks is not None:
             self._meter.create_observable_gauge(
                 "flowpace.tasks.outstanding",

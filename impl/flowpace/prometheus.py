@@ -41,7 +41,7 @@ except ImportError as error:  # pragma: no cover - exercised by the tests with t
         'flowpace.prometheus needs prometheus-client: pip install "flowpace[prometheus]"'
     ) from error
 
-from flowpace.observer import DELAY_BUCKETS_US
+from flowpace.observer import DELAY_BUCKETS_US, outstanding_reader
 from flowpace_reference.types import ControllerState, Metric
 
 __all__ = [
@@ -127,13 +127,16 @@ class PrometheusObserver:
         """
         Export ``controller``'s state as gauges, read when the registry is collected (OBS-4).
 
-        ``outstanding_tasks``, if given, is called at collection time for
-        ``flowpace_outstanding_tasks`` (the controller's snapshot holds no task count). An
+        ``flowpace_outstanding_tasks`` reads ``outstanding_tasks()`` if given, else the
+        controller's ``outstanding_tasks`` (HARD-11), at collection time; a source with neither
+        has no task gauge. An
         observer binds one controller: binding again raises ValueError.
         """
         if self._collector is not None:
             raise ValueError("this PrometheusObserver is already bound to a controller")
-        collector = StateCollector(controller, outstanding_tasks=outstanding_tasks)
+        collector = StateCollector(
+            controller, outstanding_tasks=outstanding_reader(controller, outstanding_tasks)
+        )
         self._registry.register(collector)
         self._collector = collector
 

@@ -512,6 +512,11 @@ class TraceRecorder:
         """Return the controller's state, read atomically (not recorded; no recorder lock)."""
         return self._controller.snapshot()
 
+    @property
+    def outstanding_tasks(self) -> int:
+        """How many tasks are charged and not yet settled (spec HARD-11; not recorded)."""
+        return self._controller.outstanding_tasks
+
 
 @contextmanager
 def recording(  # noqa: PLR0913 - the path, then the controller's own settings
