@@ -65,6 +65,7 @@ from flowpace_reference.types import (
     TaskState,
     TaskStateError,
 )
+from flowpace_reference.types import Outcome
 from flowpace_reference.types import Outcome as FlowOutcome
 
 __version__ = "0.1.0"
@@ -82,6 +83,7 @@ __all__ = [
     "Metric",
     "NoopObserver",
     "Observer",
+    "Outcome",
     "SystemClock",
     "TaskState",
     "TaskStateError",

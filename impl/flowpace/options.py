@@ -44,38 +44,55 @@ class FlowOptions:
     Keyword-only. Construction raises TypeError for an unknown option or a value of the wrong
     type, and ValueError, naming the option, for a value out of its range (spec CFG-3).
 
+    Options, with their defaults:
+
+    ``enable_backpressure`` (default False)
+        Delay foreground writes when the debt grows.
+    ``enable_flush_pacing`` (default False)
+        Space background flushes at the measured disk rate.
+    ``bp_soft_debt_units`` (default 8)
+        Debt, in flush units, above which steady-state foreground writes are delayed (u32).
+    ``bp_hard_debt_units`` (default 24)
+        Debt, in flush units, at or above which the foreground delay doubles (u32).
+    ``bp_stop_debt_units`` (default 48)
+        Debt, in flush units, at or above which the foreground delay is the maximum (u32).
+    ``bp_cold_start_fail_safe_units`` (default 8)
+        Debt, in flush units, at or above which cold-start writes are delayed (u32).
+    ``bp_pacing_soft_debt_units`` (default 2)
+        Debt, in flush units, above which flush pacing is bypassed (u32).
+    ``bp_flush_unit_bytes`` (default 64 MiB)
+        Bytes in one flush unit; 0 means upstream's data file size, 64 MiB (u64).
+    ``bp_min_ratio_pct`` (default 5)
+        Lowest share of the base throughput a delayed write is paced at, percent (u32).
+    ``bp_floor_bps`` (default 16 MiB/s)
+        Fail-safe throughput, bytes per second, before I/O samples are ready (u64).
+    ``bp_warmup_min_samples`` (default 4)
+        I/O samples needed before steady-state backpressure and pacing apply (u32).
+    ``bp_publish_guard_min_ratio_pct`` (default 50)
+        Lowest end-to-end/I/O throughput share the publish guard applies, percent (u32).
+    ``bp_idle_reset_ms`` (default 5000)
+        Milliseconds of zero debt after which throughput history is forgotten (u64).
+    ``bp_max_delay_us`` (default 10000)
+        Longest single foreground delay or pacing sleep, microseconds (u64).
+
     >>> FlowOptions(enable_backpressure=True, bp_soft_debt_units=0).normalised().bp_soft_debt_units
     1
     """
 
     enable_backpressure: bool = False
-    """Delay foreground writes when the debt grows."""
     enable_flush_pacing: bool = False
-    """Space background flushes at the measured disk rate."""
     bp_soft_debt_units: int = 8
-    """Debt, in flush units, above which steady-state foreground writes are delayed (u32)."""
     bp_hard_debt_units: int = 24
-    """Debt, in flush units, at or above which the foreground delay doubles (u32)."""
     bp_stop_debt_units: int = 48
-    """Debt, in flush units, at or above which the foreground delay is the maximum (u32)."""
     bp_cold_start_fail_safe_units: int = 8
-    """Debt, in flush units, at or above which cold-start writes are delayed (u32)."""
     bp_pacing_soft_debt_units: int = 2
-    """Debt, in flush units, above which flush pacing is bypassed (u32)."""
     bp_flush_unit_bytes: int = _DATA_FILE_SIZE
-    """Bytes in one flush unit; 0 means upstream's data file size, 64 MiB (u64)."""
     bp_min_ratio_pct: int = 5
-    """Lowest share of the base throughput a delayed write is paced at, percent (u32)."""
     bp_floor_bps: int = 16 << 20
-    """Fail-safe throughput, bytes per second, before I/O samples are ready (u64)."""
     bp_warmup_min_samples: int = _DEFAULT_WARMUP
-    """I/O samples needed before steady-state backpressure and pacing apply (u32)."""
     bp_publish_guard_min_ratio_pct: int = 50
-    """Lowest end-to-end/I/O throughput share the publish guard applies, percent (u32)."""
     bp_idle_reset_ms: int = _DEFAULT_IDLE_RESET_MS
-    """Milliseconds of zero debt after which throughput history is forgotten (u64)."""
     bp_max_delay_us: int = _DEFAULT_MAX_DELAY_US
-    """Longest single foreground delay or pacing sleep, microseconds (u64)."""
 
     def __post_init__(self) -> None:
         """Check every option (spec CFG-3); raise TypeError or ValueError naming a bad one."""

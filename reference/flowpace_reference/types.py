@@ -29,6 +29,11 @@ class Outcome(enum.Enum):
     META_ONLY = "MetaOnly"
 
 
+# The model and the implementation share these classes, and users meet them through `flowpace`
+# (which exports them): tracebacks and reprs name them there, where they are imported from.
+TaskStateError.__module__ = DebtOverflowError.__module__ = Outcome.__module__ = "flowpace"
+
+
 class Metric(enum.Enum):
     """The seven observer metrics the controller emits, by their upstream names."""
 
