@@ -35,6 +35,7 @@ from flowpace import (
 )
 from flowpace._sync import LockLike
 from flowpace.testing import ManualClock, RecordingObserver
+from flowpace.testing import lock_factory as using_locks
 from flowpace_reference import transitions as model
 from flowpace_reference.config import normalise, options_from_mapping
 from flowpace_reference.types import (
@@ -108,7 +109,8 @@ class Rig:
 def make_rig(options: FlowOptions = PRIMED) -> Rig:
     """Return a controller with one I/O sample of 1 MB/s and a task in each phase."""
     clock, observer, locks = ManualClock(), RecordingObserver(), RecordingLocks()
-    ctl = FlowController(options, clock=clock, observer=observer, _lock_factory=locks)
+    with using_locks(locks):
+        ctl = FlowController(options, clock=clock, observer=observer)
     primer = ctl.on_enqueue_est(1_000)
     clock.advance_ns(1_000_000)
     ctl.on_io_built(primer, 1_000, 1_000_000)
@@ -463,7 +465,9 @@ def test_the_default_clock_is_the_system_monotonic_clock() -> None:
 def test_the_lock_factory_makes_the_pacing_then_the_state_lock_once_each() -> None:
     # spec DIV-6: the documented hook: one call per lock, by name, in lock order.
     locks = RecordingLocks()
-    FlowController(PRIMED, clock=ManualClock(), _lock_factory=locks)
+    clock = ManualClock()
+    with using_locks(locks):
+        FlowController(PRIMED, clock=clock)
     assert locks.names == ["pacing", "state"]
 
 

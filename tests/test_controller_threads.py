@@ -19,6 +19,7 @@ import pytest
 from flowpace import FlowController, FlowOptions, FlowOutcome, FlowTask, Metric
 from flowpace._sync import LOCK_ORDER, LockLike
 from flowpace.testing import ManualClock, RecordingObserver
+from flowpace.testing import lock_factory as using_locks
 from flowpace_reference.types import ControllerState
 
 BOUND_S = 60.0
@@ -257,7 +258,8 @@ def test_threads_leave_exactly_zero_debt_and_keep_the_lock_discipline() -> None:
     # taken out of order.
     locks = CheckedLocks()
     clock, observer = CheckedClock(locks), CheckedObserver(locks)
-    ctl = FlowController(THREADED, clock=clock, observer=observer, _lock_factory=locks)
+    with using_locks(locks):
+        ctl = FlowController(THREADED, clock=clock, observer=observer)
     running = threading.Event()
     running.set()
     broken: list[str] = []
@@ -338,7 +340,8 @@ def test_a_pacing_sleep_holds_only_the_pacing_lock_and_blocks_only_flushers() ->
     # second paced flusher waits for the pacing lock and is paced behind the first.
     locks = CheckedLocks()
     clock = GateClock()
-    ctl = FlowController(THREADED, clock=clock, _lock_factory=locks)
+    with using_locks(locks):
+        ctl = FlowController(THREADED, clock=clock)
     for _ in range(2):  # two I/O samples of 1 MB/s: warm
         primer = ctl.on_enqueue_est(1_000)
         ctl.on_io_built(primer, 1_000, 1_000_000)

@@ -14,6 +14,7 @@ import pytest
 from flowpace import FlowController, FlowTask, InMemoryObserver, Metric, NoopObserver
 from flowpace.observer import HistogramSummary
 from flowpace.testing import ManualClock, RecordingObserver
+from flowpace.testing import lock_factory as using_locks
 from flowpace_reference import transitions as model
 from flowpace_reference.types import Emission, MetricKind
 from test_controller_api import PRIMED, RecordingLocks, make_rig
@@ -209,7 +210,8 @@ class FailingObserver(RecordingObserver):
 def failing_rig() -> tuple[FlowController, ManualClock, FailingObserver, RecordingLocks]:
     """Return a warm controller (1 MB/s) whose observer raises on every call."""
     clock, observer, locks = ManualClock(), FailingObserver(), RecordingLocks()
-    ctl = FlowController(PRIMED, clock=clock, observer=observer, _lock_factory=locks)
+    with using_locks(locks):
+        ctl = FlowController(PRIMED, clock=clock, observer=observer)
     primer = ctl.on_enqueue_est(1_000)
     ctl.on_io_built(primer, 1_000, 1_000_000)
     ctl.on_mark_done(primer)
@@ -267,7 +269,8 @@ def test_the_observer_is_never_called_under_a_controller_lock() -> None:
             super().histogram(metric, value)
 
     clock = ManualClock()
-    ctl = FlowController(PRIMED, clock=clock, observer=Watching(), _lock_factory=locks)
+    with using_locks(locks):
+        ctl = FlowController(PRIMED, clock=clock, observer=Watching())
     primer = ctl.on_enqueue_est(1_000)
     ctl.on_io_built(primer, 1_000, 1_000_000)
     ctl.on_mark_done(primer)

@@ -21,6 +21,7 @@ import pytest
 from flowpace import FlowController, FlowOptions, FlowTask
 from flowpace._sync import LockLike, thread_lock
 from flowpace.testing import ManualClock
+from flowpace.testing import lock_factory as using_locks
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
 
@@ -89,7 +90,8 @@ def sleeping_flusher(
 ) -> tuple[FlowController, HeldSleepClock, list[FlowTask], threading.Thread]:
     """Return a controller with a thread asleep in a paced `before_flush`, holding its lock."""
     clock = HeldSleepClock()
-    ctl = FlowController(PACED, clock=clock, _lock_factory=lock_factory)
+    with using_locks(lock_factory):
+        ctl = FlowController(PACED, clock=clock)
     warm(ctl, clock)
     tasks = [ctl.on_enqueue_est(10) for _ in range(4)]
     assert ctl.before_flush(tasks[0]) == 0  # sets the deadline: the next paced flush sleeps

@@ -29,6 +29,7 @@ from flowpace import (
 )
 from flowpace._sync import PACING_LOCK, LockLike, thread_lock
 from flowpace.testing import ManualClock, RecordingObserver
+from flowpace.testing import lock_factory as using_locks
 from flowpace_reference import transitions as model
 from flowpace_reference.types import FlushDecision
 from flowpace_reference.u64 import U64_MAX
@@ -39,13 +40,10 @@ def rig(
 ) -> tuple[FlowController, ManualClock, RecordingObserver]:
     """Return a controller with ``options`` on a manual clock at 0, and its observer."""
     clock, observer = ManualClock(), RecordingObserver()
-    ctl = FlowController(
-        options,
-        clock=clock,
-        observer=observer,
-        async_sleep=clock.async_sleep_ns,
-        _lock_factory=lock_factory,
-    )
+    with using_locks(lock_factory):
+        ctl = FlowController(
+            options, clock=clock, observer=observer, async_sleep=clock.async_sleep_ns
+        )
     return ctl, clock, observer
 
 

@@ -42,6 +42,7 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
 from flowpace import FlowController
+from flowpace.testing import lock_factory as using_locks
 from flowpace.verify import campaign_settings, record_stats
 from flowpace_reference.types import Options
 from linearizability import (
@@ -317,12 +318,10 @@ def run_scheduled(
     )
     clock = run.clock()
     observer = ThreadObserver()
-    controller = FlowController(
-        implementation_options(run.options),
-        clock=clock,
-        observer=observer,
-        _lock_factory=scheduler.lock,
-    )
+    with using_locks(scheduler.lock):
+        controller = FlowController(
+            implementation_options(run.options), clock=clock, observer=observer
+        )
     clock.now_ns, clock.point = run.now_ns, scheduler.point
     ticks = itertools.count()
     recorder = HistoryRecorder(controller, clock, observer, ticks.__next__)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import pickle
 import pydoc
 import re
+import threading
 import traceback
+from collections.abc import Callable
 
 import pytest
 
@@ -51,3 +54,38 @@ def test_outcomes_survive_pickling_under_their_public_module() -> None:
     for outcome in FlowOutcome:
         assert pickle.loads(pickle.dumps(outcome)) is outcome  # noqa: S301 - our own bytes
     assert flowpace.Outcome is FlowOutcome
+
+
+def test_no_public_signature_has_a_private_parameter() -> None:
+    from flowpace import prometheus, recording, testing  # noqa: PLC0415 - the modules checked
+
+    public: list[Callable[..., object]] = [
+        FlowController,
+        FlowOptions,
+        ManualClock,
+        testing.RecordingObserver,
+        testing.controller_from_state,
+        recording.TraceRecorder,
+        recording.recording,
+        prometheus.PrometheusObserver,
+    ]
+    for item in public:
+        names = list(inspect.signature(item).parameters)
+        private = [name for name in names if name.startswith("_")]
+        assert not private, f"{item.__qualname__} takes private parameters {private}"
+
+
+def test_the_lock_hook_is_a_context_not_a_parameter() -> None:
+    from flowpace.testing import lock_factory  # noqa: PLC0415 - the hook under test
+
+    made: list[str] = []
+
+    def recording_factory(name: str) -> threading.Lock:
+        made.append(name)
+        return threading.Lock()
+
+    clock = ManualClock()
+    with lock_factory(recording_factory):
+        FlowController(clock=clock)
+    FlowController(clock=clock)  # outside the block: the default locks again
+    assert made == ["pacing", "state"]

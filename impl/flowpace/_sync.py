@@ -14,14 +14,16 @@ A `FlowController` uses exactly two locks, created once each, in this order, at 
 other nesting exists, so no cycle, hence no deadlock, is possible by construction. Every
 observer call is made after both locks are released.
 
-**The test hook.** `FlowController` takes a private keyword ``_lock_factory``, a callable that
-receives a lock's name (``"pacing"`` or ``"state"``) and returns a `LockLike`; the default
-returns a fresh `threading.Lock`. The factory is called exactly once per name, pacing first. A
-deterministic thread scheduler can hand out cooperative locks here and so learn of, and choose
-at, every point where a thread takes or releases a lock. Clock reads and sleeps go through the
-injected clock only (`flowpace.clock.Clock`), so the scheduler can intercept those too. The
-controller only uses a lock as a context manager (``with lock:``); `acquire` and `release` are
-part of the protocol so that a plain `threading.Lock` and test doubles fit it alike.
+**The test hook.** A controller (and a `flowpace.testing.ManualClock`) built inside ``with
+lock_factory(factory):`` (exported as `flowpace.testing.lock_factory`) makes its locks with
+``factory``, a callable that receives a lock's name (``"pacing"`` or ``"state"``) and returns a
+`LockLike`; the default returns a fresh `threading.Lock`. The factory is called exactly once per
+name, pacing first. A deterministic thread scheduler can hand out cooperative locks here and so
+learn of, and choose at, every point where a thread takes or releases a lock. Clock reads and
+sleeps go through the injected clock only (`flowpace.clock.Clock`), so the scheduler can
+intercept those too. The controller only uses a lock as a context manager (``with lock:``);
+`acquire` and `release` are part of the protocol so that a plain `threading.Lock` and test
+doubles fit it alike.
 
 **Fork.** In a child made by `os.fork` the factory is called again, once per name, pacing first,
 for every controller alive (spec HARD-6): a lock held by a parent's thread at the fork would
@@ -31,7 +33,9 @@ otherwise never be released in the child.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Final, Protocol, TypeAlias
 
@@ -79,3 +83,22 @@ def thread_lock(name: str) -> LockLike:
     """Return a fresh `threading.Lock`; ``name`` is ignored (the default lock factory)."""
     del name
     return threading.Lock()
+
+
+_LOCK_FACTORY: Final[ContextVar[LockFactory]] = ContextVar("flowpace_lock_factory")
+"""The factory controllers built in this context use; unset: `thread_lock`."""
+
+
+def current_lock_factory() -> LockFactory:
+    """Return the lock factory a controller built now uses (the test hook, else the default)."""
+    return _LOCK_FACTORY.get(thread_lock)
+
+
+@contextmanager
+def lock_factory(factory: LockFactory) -> Iterator[None]:
+    """Make the controllers and manual clocks built in the body take locks from ``factory``."""
+    token = _LOCK_FACTORY.set(factory)
+    try:
+        yield
+    finally:
+        _LOCK_FACTORY.reset(token)

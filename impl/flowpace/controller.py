@@ -48,7 +48,12 @@ from typing import Final, NamedTuple, NoReturn
 
 from flowpace import _rules
 from flowpace._rules import exact_int, shown
-from flowpace._sync import PACING_LOCK, STATE_LOCK, LockFactory, LockLike, thread_lock
+from flowpace._sync import (
+    PACING_LOCK,
+    STATE_LOCK,
+    LockLike,
+    current_lock_factory,
+)
 from flowpace.clock import (
     SYSTEM_CLOCK,
     AsyncSleep,
@@ -288,7 +293,7 @@ class FlowController:
 
     ``clock`` defaults to the system monotonic clock, ``observer`` to one that ignores every
     call, ``async_sleep`` (awaited with nanoseconds by the async variants) to `asyncio.sleep`;
-    each is checked here (spec HARD-3). ``_lock_factory`` is a test hook documented in
+    each is checked here (spec HARD-3). Its locks come from the test hook documented in
     `flowpace._sync`. A controller cannot be copied or pickled (spec HARD-1).
     """
 
@@ -334,7 +339,6 @@ class FlowController:
         clock: Clock = SYSTEM_CLOCK,
         observer: Observer | None = None,
         async_sleep: AsyncSleep = asyncio_sleep_ns,
-        _lock_factory: LockFactory = thread_lock,
     ) -> None:
         """Build a controller with ``options`` (default: upstream's); its clock starts idle."""
         if options is None:
@@ -361,6 +365,7 @@ class FlowController:
         self._observer_failures = 0
         # Lock order: pacing, then state (flowpace._sync); each made once, by the factory
         # (and again in a forked child, spec HARD-6).
+        _lock_factory = current_lock_factory()  # the test hook of flowpace._sync, else Lock
         self._lock_factory = _lock_factory
         self._pacing_lock = _lock_factory(PACING_LOCK)
         self._state_lock = _lock_factory(STATE_LOCK)

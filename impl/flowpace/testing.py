@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 
 from flowpace._rules import exact_int, shown
-from flowpace._sync import LockFactory, thread_lock
+from flowpace._sync import current_lock_factory, lock_factory
 from flowpace.clock import TIME_LIMIT_NS, AsyncSleep, Clock, asyncio_sleep_ns
 from flowpace.controller import FlowController
 from flowpace.observer import InMemoryObserver, Observer
@@ -24,7 +24,7 @@ from flowpace.options import FlowOptions
 from flowpace_reference.types import ControllerState, Emission, Metric, MetricKind
 from flowpace_reference.u64 import U64_MAX
 
-__all__ = ["ManualClock", "RecordingObserver", "controller_from_state"]
+__all__ = ["ManualClock", "RecordingObserver", "controller_from_state", "lock_factory"]
 
 
 class ManualClock:
@@ -45,12 +45,12 @@ class ManualClock:
 
     __slots__ = ("_lock", "_now_ns", "_sleeps")
 
-    def __init__(self, start_ns: int = 0, *, _lock_factory: LockFactory = thread_lock) -> None:
-        """Start at ``start_ns``; ``_lock_factory`` makes the clock's lock (named "clock")."""
+    def __init__(self, start_ns: int = 0) -> None:
+        """Start at ``start_ns``; the clock's lock (named "clock") comes from `lock_factory`."""
         start_ns = exact_int(start_ns, "start_ns")  # spec HARD-2: the value checked is used
         if not 0 <= start_ns < TIME_LIMIT_NS:  # spec HARD-3: a reading a controller accepts
             raise ValueError(f"start_ns must be in [0, 2**64 * 10**9), got {shown(start_ns)}")
-        self._lock = _lock_factory("clock")
+        self._lock = current_lock_factory()("clock")
         self._now_ns = start_ns
         self._sleeps: list[int] = []
 
@@ -172,7 +172,6 @@ def controller_from_state(
     clock: Clock,
     observer: Observer | None = None,
     async_sleep: AsyncSleep = asyncio_sleep_ns,
-    _lock_factory: LockFactory = thread_lock,
 ) -> FlowController:
     """
     Return a controller with ``options`` on ``clock`` whose state is ``state`` (spec ST-1).
@@ -198,7 +197,6 @@ def controller_from_state(
         clock=clock,
         observer=observer,
         async_sleep=async_sleep,
-        _lock_factory=_lock_factory,
     )
     _check_in_domain(ctl.config.bp_floor_bps, state)
     tuning = ctl._tuning  # noqa: SLF001 - a test hook sets the controller's private state
