@@ -70,6 +70,7 @@ from flowpace_reference.types import (
     ControllerState,
     DebtOverflowError,
     FlushDecision,
+    ForegroundRegime,
     Metric,
     Outcome,
     TaskState,
@@ -327,6 +328,9 @@ class FlowController:
         "_sleep",
         "_starving",
         "_state_lock",
+        "_stop_logged",
+        "_stop_logged_at",
+        "_stops_unlogged",
         "_teardown",
         "_tuning",
         "_warmup",
@@ -383,6 +387,9 @@ class FlowController:
         self._next_flush_at: int | None = None
         self._pacing_resets = 0  # idle markings that dropped the deadline (HARD-4)
         self._outstanding = 0  # tasks charged and not yet settled (HARD-11)
+        self._stop_logged = False  # the stop regime was logged and not yet left (HARD-12)
+        self._stop_logged_at: int | None = None
+        self._stops_unlogged = 0
         self._lost: deque[int] = deque()  # charges of tasks collected unsettled (HARD-10)
         self._idle_resets_unlogged = 0  # spec HARD-7: idle resets not yet seen by the log
         self._idle_resets_suppressed = 0
@@ -655,7 +662,7 @@ class FlowController:
         with self._state_lock:
             debt, samples = self._debt, self._samples
             io_bps, e2e_bps, adaptive_floor = self._io_bps, self._e2e_bps, self._adaptive_floor
-        return _rules.foreground_delay_us(
+        delay_us = _rules.foreground_delay_us(
             self._tuning,
             write_bytes,
             debt=debt,
@@ -663,6 +670,46 @@ class FlowController:
             io_bps=io_bps,
             e2e_bps=e2e_bps,
             adaptive_floor=adaptive_floor,
+        )
+        # spec HARD-12: only a delay at the maximum can be the stop regime (INV-4), so a write
+        # below it pays one comparison for the log, and only on this slow path.
+        if delay_us == self._tuning.max_delay_us or self._stop_logged:
+            self._log_stop_regime(debt, samples)
+        return delay_us
+
+    def _log_stop_regime(self, debt: int, samples: int) -> None:
+        """
+        Log the debt reaching stop (WARNING) and falling below it (INFO), as writes see it.
+
+        Spec HARD-12. Decided from the state a foreground write read, outside every lock; the
+        flag is the log's own, so two writers racing may log a change twice, never corrupt a
+        state. Entries into stop within a minute of the controller's time after the last one
+        logged are counted and reported with the next.
+        """
+        in_stop = _rules.foreground_regime(self._tuning, debt, samples) is ForegroundRegime.STOP
+        if in_stop == self._stop_logged:
+            return
+        now = self._last_ns
+        if not in_stop:
+            self._stop_logged = False
+            if LOGGER.isEnabledFor(logging.INFO):
+                LOGGER.info("flowpace: debt of %d bytes is below stop again at %d ns", debt, now)
+            return
+        last = self._stop_logged_at
+        if last is not None and now - last < _IDLE_RESET_LOG_INTERVAL_NS:
+            self._stops_unlogged += 1
+            return
+        self._stop_logged, self._stop_logged_at = True, now
+        entries, self._stops_unlogged = self._stops_unlogged + 1, 0
+        LOGGER.warning(
+            "flowpace: debt of %d bytes reached stop (%d units of %d bytes) at %d ns: writes "
+            "are delayed the maximum, %d us each (%d time(s) since the last report)",
+            debt,
+            self._config.bp_stop_debt_units,
+            self._config.bp_flush_unit_bytes,
+            now,
+            self._config.bp_max_delay_us,
+            entries,
         )
 
     def _emit_foreground_delay(self, delay_us: int) -> None:
