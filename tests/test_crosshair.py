@@ -24,14 +24,23 @@ import pytest
 from hypothesis import settings
 
 from flowpace.symbolic import (
+    CHAINS,
     CONDITION_TIMEOUTS,
+    HELD,
     INCOMPLETE,
     MODEL_TARGETS,
     NOT_RUN,
     PEP316,
     PROVEN,
     TIMEOUT_ENV,
+    Z3,
+    CheckResult,
+    ConditionResult,
+    SymbolicReport,
     Target,
+    call_graph,
+    chain_members,
+    chain_results,
     format_report,
     run_symbolic_checks,
 )
@@ -58,6 +67,8 @@ MINIMUM_CONDITIONS = {
     "flowpace_reference.config": 19,
     "flowpace_reference.measures": 15,
     "flowpace_reference.transitions": 100,
+    # Three lemmas CrossHair checks, five Z3 proves (spec LEM-1 to LEM-6).
+    "flowpace_reference.lemmas": 8,
     "flowpace_reference.symbolic": 7,
 }
 """Conditions each module states today: fewer means some went missing."""
@@ -205,6 +216,62 @@ PLANTED = {
         "return task.actual_bytes if task.actual_bytes != 0 else task.est_bytes",
         ["flowpace_reference.measures"],
         "outstanding_charge",
+    ),
+    # spec LEM-5, INV-5: a delay doubled *below* hard instead of at or above it; each contract
+    # of `capped_delay` still holds (a doubled delay is no shorter), but a larger debt can now
+    # halve the delay: the composition lemma says so.
+    "capped-delay-doubles-below-hard": (
+        "transitions.py",
+        "if debt_mu >= threshold_milli_units(config.bp_hard_debt_units):\n        delay = ",
+        "if debt_mu < threshold_milli_units(config.bp_hard_debt_units):\n        delay = ",
+        ["flowpace_reference.lemmas.capped_delay_monotone"],
+        "capped_delay_monotone",
+    ),
+    # spec LEM-6, INV-5: the hard zone's delay halved: within bounds, every zero and stop
+    # regime right, but the delay drops where the debt crosses hard. The composition lemma
+    # rests on the contracts of `delay_at` and `delay_in_regime`; the bug breaks the latter's.
+    "hard-zone-halved": (
+        "transitions.py",
+        "    if regime in THROTTLED_REGIMES:\n        return throttled_us\n",
+        (
+            "    if regime is ForegroundRegime.HARD_ZONE:\n        return throttled_us // 2\n"
+            "    if regime in THROTTLED_REGIMES:\n        return throttled_us\n"
+        ),
+        ["flowpace_reference.transitions.delay_in_regime"],
+        "delay_in_regime",
+    ),
+    # spec LEM-6, INV-4: stop reached only *above* its threshold: the regime's contract breaks.
+    "stop-threshold-strict": (
+        "transitions.py",
+        "if debt_mu >= threshold_milli_units(config.bp_stop_debt_units):",
+        "if debt_mu > threshold_milli_units(config.bp_stop_debt_units):",
+        ["flowpace_reference.transitions.regime_at"],
+        "regime_at",
+    ),
+    # spec LEM-8, INV-6: a pacing interval allowed one microsecond past the maximum.
+    "interval-past-the-maximum": (
+        "transitions.py",
+        "min(rate_per_second(nbytes, disk_rate_bps), config.bp_max_delay_us)",
+        "min(rate_per_second(nbytes, disk_rate_bps), config.bp_max_delay_us + 1)",
+        ["flowpace_reference.transitions.interval_for"],
+        "interval_for",
+    ),
+    # spec LEM-9, CFG-4: a pacing threshold allowed one above soft by its rule.
+    "pacing-rule-above-soft": (
+        "config.py",
+        "    return min(pacing or 1, soft)",
+        "    return min(pacing or 1, soft + 1)",
+        ["flowpace_reference.config.normalised_pacing"],
+        "normalised_pacing",
+    ),
+    # spec LEM-9, CFG-4: the composition wrong, each rule right: stop forced above soft, not
+    # above hard.
+    "stop-rule-given-soft": (
+        "config.py",
+        "bp_stop_debt_units=normalised_stop(hard, options.bp_stop_debt_units),",
+        "bp_stop_debt_units=normalised_stop(soft, options.bp_stop_debt_units),",
+        ["flowpace_reference.config.normalise"],
+        "normalise",
     ),
 }
 
@@ -396,3 +463,64 @@ def test_crosshair_backend_finds_what_random_examples_miss(tmp_path: Path) -> No
     assert done.returncode == TESTS_FAILED, done.stdout + done.stderr
     assert "FAILED" in done.stdout
     assert "test_ar6_inv8_ewma_lies_between_old_and_sample" in done.stdout
+
+
+# --- proof chains ----------------------------------------------------------------------------
+
+
+def fake_report(
+    outcomes: Mapping[str, str], kinds: Mapping[str, str] | None = None
+) -> SymbolicReport:
+    """Return a report with one condition per function, each with the given outcome."""
+    checks = tuple(
+        CheckResult(
+            name, (kinds or {}).get(name, PEP316), (ConditionResult(name, 1, "c", outcome),)
+        )
+        for name, outcome in outcomes.items()
+    )
+    return SymbolicReport(checks, 1.0, 10.0, 0.0, 1)
+
+
+def every_member_of(claim: str) -> list[str]:
+    """Return every function the chain of ``claim`` rests on."""
+    chain = next(chain for chain in CHAINS if chain.claim == claim)
+    return chain_members(chain, call_graph())
+
+
+def test_every_invariant_has_a_proof_chain() -> None:
+    """Spec INV-1 to INV-9, CFG-4: the report says what each one's proof rests on."""
+    assert [chain.claim for chain in CHAINS] == [*(f"INV-{n}" for n in range(1, 10)), "CFG-4"]
+
+
+def test_a_chain_rests_on_every_contract_its_functions_call() -> None:
+    """Spec LEM-1 to LEM-7, INV-5: the chain reaches the lemmas' callees, transitively."""
+    members = every_member_of("INV-5")
+    for name in (
+        "flowpace_reference.lemmas.ratio_antitone",
+        "flowpace_reference.transitions.regime_at",  # through delay_at
+        "flowpace_reference.transitions.throttle_ratio_pct",  # through throttled_delay_at
+        "flowpace_reference.u64.rate_per_second",
+        "flowpace_reference.measures.debt_milli_units",  # through debt_mu_monotone
+    ):
+        assert name in members, name
+    assert "flowpace_reference.config.normalise" in every_member_of("CFG-4")
+    assert "flowpace_reference.config.check_options" in every_member_of("CFG-4")
+
+
+def test_a_claim_is_proven_only_when_its_whole_chain_is() -> None:
+    """Spec INV-2, LEM-2: one held callee leaves the claim held; a Z3 proof counts for a lemma."""
+    members = every_member_of("INV-5")
+    lemma = "flowpace_reference.lemmas.ratio_antitone"
+    outcomes = dict.fromkeys(members, PROVEN)
+    kinds = {lemma: Z3}
+    verdicts = {r.chain.claim: r.verdict for r in chain_results(fake_report(outcomes, kinds))}
+    assert verdicts["INV-5"] == PROVEN
+    held = {**outcomes, "flowpace_reference.transitions.share_of": HELD}
+    results = chain_results(fake_report(held, kinds))
+    verdicts = {r.chain.claim: r.verdict for r in results}
+    assert verdicts["INV-5"] == HELD
+    assert verdicts["INV-2"] == HELD  # share_of is under delay_at's throttled delay too
+    assert verdicts["CFG-4"] == "not checked"
+    broken = {**outcomes, lemma: "counterexample"}
+    verdicts = {r.chain.claim: r.verdict for r in chain_results(fake_report(broken, kinds))}
+    assert verdicts["INV-5"] == "failed"

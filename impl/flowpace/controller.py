@@ -99,7 +99,7 @@ _UNKNOWN: Final = Outcome.UNKNOWN
 _SKIP: Final = Outcome.SKIP
 
 LOGGER: Final = logging.getLogger("flowpace")
-"""Where the controller reports what it cannot return: observer failures (spec HARD-5), idle
+"""Where the controller reports what it cannot return: observer failures (spec HARD-5, DIV-8), idle
 resets (HARD-7)."""
 
 _IDLE_RESET_LOG_INTERVAL_NS: Final = 60 * 10**9

@@ -45,12 +45,14 @@ import json
 import math
 import os
 import queue
+import re
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Final, Self
 
 PROVEN: Final = "proven"
@@ -66,6 +68,11 @@ FAILING_OUTCOMES: Final = frozenset({VACUOUS, COUNTEREXAMPLE, ERROR})
 
 PEP316: Final = "PEP316"
 ASSERTS: Final = "asserts"
+Z3: Final = "z3"
+"""The kind of a lemma proven with Z3 directly (`flowpace._z3_lemmas`), not by CrossHair."""
+
+LEMMA_MODULE: Final = "flowpace_reference.lemmas"
+"""The model module whose lemmas Z3 proves as well (spec "Proof structure")."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +92,19 @@ MODEL_TARGETS: Final = (
     Target("flowpace_reference.config", PEP316),
     Target("flowpace_reference.measures", PEP316),
     Target("flowpace_reference.transitions", PEP316),
+    Target("flowpace_reference.lemmas", PEP316),
     # A harness fixes the configuration, so the solver decides far more of its paths: a
     # second spent there goes deeper than one spent on a contract with a symbolic one.
     Target("flowpace_reference.symbolic", ASSERTS, weight=6.0),
 )
 """Every module of the model that carries conditions, and how to read them."""
+
+FUNCTION_WEIGHTS: Final = {
+    # Its raising paths format the offending value: CrossHair spells a symbolic int digit by
+    # digit (`!r`), some 40 paths per option, about 500 in all, to exhaust (spec CFG-3, LEM-9).
+    "flowpace_reference.config.check_options": 6.0,
+}
+"""Functions whose conditions get this many times their target's timeout."""
 
 TIMEOUT_ENV: Final = "FLOWPACE_SYMBOLIC_TIMEOUT"
 """Overrides the per-condition timeout, in CPU seconds, of ``python -m flowpace.symbolic``."""
@@ -125,7 +140,7 @@ EXIT_STATUS: Final = {PASSED: 0, FAILED: 1, INCOMPLETE: 3}
 """The exit status of ``python -m flowpace.symbolic`` for each verdict (2 is a usage error)."""
 
 CROSSHAIR_MISSING: Final = (
-    "CrossHair is not installed: install crosshair-tool (uv sync installs it with the dev group)"
+    'CrossHair is not installed: pip install "flowpace[verify]" (in a clone, uv sync installs it)'
 )
 
 
@@ -253,8 +268,241 @@ class SymbolicReport:
         )
 
     def to_json(self) -> str:
-        """Return the report as JSON."""
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+        """Return the report as JSON, with the status of every proof chain."""
+        data = dataclasses.asdict(self)
+        data["chains"] = [
+            {
+                "claim": result.chain.claim,
+                "what": result.chain.what,
+                "verdict": result.verdict,
+                "members": dict(result.members),
+            }
+            for result in (chain_results(self) if self.checks and not self.missing else ())
+        ]
+        return json.dumps(data, indent=2, sort_keys=True)
+
+
+# --- proof chains ----------------------------------------------------------------------------
+#
+# A condition CrossHair proves assumes the contracts of the functions it calls (a function
+# marked ``crosshair: specs_complete`` *is* its contract for its callers). So a claim of the
+# spec is proven only when every contract it rests on is: the functions that state it, and,
+# transitively, every model function they call, in their bodies or in their contracts.
+
+CHAIN_MODULES: Final = (
+    "flowpace_reference.u64",
+    "flowpace_reference.config",
+    "flowpace_reference.measures",
+    "flowpace_reference.transitions",
+    "flowpace_reference.contracts",
+    LEMMA_MODULE,
+)
+"""The model's modules a chain may pass through (the harnesses are checked on their own)."""
+
+CALL: Final = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\(")
+"""A call in a contract's text."""
+
+CONTRACT_LINE: Final = re.compile(r"^\s*(pre|post|raises):", re.MULTILINE)
+"""A line of a PEP 316 contract."""
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """A claim of the spec and the functions whose contracts state it."""
+
+    claim: str
+    """The requirement ID."""
+    what: str
+    """The claim in a few words."""
+    tops: tuple[str, ...]
+    """The functions (lemmas included) that state it, by qualified name."""
+
+
+FOREGROUND: Final = ("delay_at", "throttled_delay_at")
+"""The foreground delay's two steps: the regime's delay, and FC-7's arithmetic it uses."""
+
+
+def _q(module: str, *names: str) -> tuple[str, ...]:
+    """Return ``names`` qualified by ``flowpace_reference.module``."""
+    return tuple(f"flowpace_reference.{module}.{name}" for name in names)
+
+
+CHAINS: Final = (
+    Chain(
+        "INV-1",
+        "exact debt change per operation",
+        _q("transitions", "enqueue", "io_built", "mark_done"),
+    ),
+    Chain("INV-2", "0 <= delay_us <= max_delay_us", _q("transitions", *FOREGROUND)),
+    Chain("INV-3", "no delay below the regime's threshold", _q("transitions", *FOREGROUND)),
+    Chain("INV-4", "the maximum delay at stop", _q("transitions", *FOREGROUND)),
+    Chain(
+        "INV-5",
+        "delay non-decreasing in the debt",
+        (
+            *_q(
+                "lemmas",
+                "debt_mu_monotone",
+                "ratio_antitone",
+                "share_monotone",
+                "rate_antitone",
+                "capped_delay_monotone",
+                "regime_delay_monotone",
+            ),
+            *_q("transitions", *FOREGROUND, "target_throughput"),
+        ),
+    ),
+    Chain(
+        "INV-6",
+        "pacing sleep and interval bounds",
+        _q("transitions", "pacing_sleep_ns", "interval_for"),
+    ),
+    Chain(
+        "INV-7",
+        "scopes never negative nor above u64::MAX",
+        _q("transitions", "enter_teardown", "leave_teardown", "enter_starving", "leave_starving"),
+    ),
+    Chain(
+        "INV-8",
+        "EWMA between the old value and the sample",
+        (*_q("measures", "ewma_update"), *_q("transitions", "with_io_sample", "with_e2e_sample")),
+    ),
+    Chain(
+        "INV-9",
+        "adaptive floor never below the floor, never decreasing",
+        (*_q("measures", "raised_floor"), *_q("transitions", "floor_after", "forget_throughput")),
+    ),
+    Chain("CFG-4", "the normalised configuration's guarantees", _q("config", "normalise")),
+)
+"""Each invariant of the spec, and CFG-4, with the contracts that state it (spec "Proof
+structure"). INV-2 to INV-4 are stated on the debt in milli-units, as the spec states them, by
+`delay_at`, given FC-7's delay within its bounds (`throttled_delay_at`); `foreground_delay_us`
+is `delay_at` at the state's debt (AR-2). INV-5 is the composition of the lemmas the docstring
+of `flowpace_reference.lemmas` describes."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChainResult:
+    """Whether every contract a claim rests on is proven."""
+
+    chain: Chain
+    """The claim."""
+    members: tuple[tuple[str, str], ...]
+    """Every function in the chain with a contract or a lemma, and its status: ``proven``,
+    ``held``, ``failed`` or ``not checked``."""
+
+    @property
+    def verdict(self) -> str:
+        """Return ``proven`` if every member is, else the worst member status."""
+        statuses = {status for _, status in self.members}
+        for status in ("failed", "not checked", HELD):
+            if status in statuses:
+                return status
+        return PROVEN
+
+
+def _model_functions() -> dict[str, tuple[str, str]]:
+    """Return each top-level function of `CHAIN_MODULES`: qualified name -> (source, docstring)."""
+    import ast  # noqa: PLC0415  # only reports need it
+
+    functions: dict[str, tuple[str, str]] = {}
+    for module in CHAIN_MODULES:
+        spec = importlib.util.find_spec(module)
+        if spec is None or spec.origin is None:
+            continue
+        source = Path(spec.origin).read_text(encoding="utf-8")
+        for node in ast.parse(source).body:
+            if isinstance(node, ast.FunctionDef):
+                text = ast.get_source_segment(source, node) or ""
+                functions[f"{module}.{node.name}"] = (text, ast.get_docstring(node) or "")
+    return functions
+
+
+def call_graph() -> dict[str, set[str]]:
+    """Return the model functions each model function calls, in its body or its contract."""
+    functions = _model_functions()
+    by_name: dict[str, str] = {}
+    for qualified in functions:
+        by_name.setdefault(qualified.rpartition(".")[2], qualified)
+    graph: dict[str, set[str]] = {}
+    for qualified, (text, _) in functions.items():
+        called = {by_name[name] for name in CALL.findall(text) if name in by_name}
+        graph[qualified] = called - {qualified}
+    return graph
+
+
+def has_contract(docstring: str) -> bool:
+    """Return whether a docstring states a PEP 316 contract."""
+    return bool(CONTRACT_LINE.search(docstring))
+
+
+def chain_members(chain: Chain, graph: dict[str, set[str]]) -> list[str]:
+    """Return the chain's functions and every model function they call, transitively."""
+    seen: list[str] = []
+    pending = list(chain.tops)
+    while pending:
+        name = pending.pop(0)
+        if name in seen:
+            continue
+        seen.append(name)
+        pending.extend(sorted(graph.get(name, set())))
+    return seen
+
+
+def chain_results(report: SymbolicReport) -> tuple[ChainResult, ...]:
+    """Return, for each of `CHAINS`, the status of every contract it rests on in ``report``."""
+    functions = _model_functions()
+    graph = call_graph()
+    checks: dict[str, list[CheckResult]] = {}
+    for check in report.checks:
+        checks.setdefault(check.target, []).append(check)
+    results = []
+    for chain in CHAINS:
+        members: list[tuple[str, str]] = []
+        for name in chain_members(chain, graph):
+            found = checks.get(name, [])
+            is_lemma = name.startswith(LEMMA_MODULE + ".")
+            if not found:
+                if name in functions and (has_contract(functions[name][1]) or is_lemma):
+                    members.append((name, "not checked"))
+                continue
+            members.append((name, _member_status(found, any_proof=is_lemma)))
+        results.append(ChainResult(chain, tuple(members)))
+    return tuple(results)
+
+
+def _member_status(checks: Sequence[CheckResult], *, any_proof: bool) -> str:
+    """Return a function's status from its checks: a lemma needs one proof, others all."""
+    if any(_found_failure(check) for check in checks):
+        return "failed"
+    proven = [all(c.outcome == PROVEN for c in check.conditions) for check in checks]
+    if any(proven) if any_proof else all(proven):
+        return PROVEN
+    if any(c.outcome == NOT_RUN for check in checks for c in check.conditions):
+        return "not checked"
+    return HELD
+
+
+def format_chains(report: SymbolicReport, *, verbose: bool = False) -> list[str]:
+    """Return the lines saying, for each claim, whether the whole chain it rests on is proven."""
+    lines = ["proof chains (a claim is proven when every contract it rests on is):"]
+    for result in chain_results(report):
+        unproven = [
+            f"{name} ({status})" for name, status in result.members if status in (HELD, "failed")
+        ]
+        unchecked = sum(1 for _, status in result.members if status == "not checked")
+        parts = [f"{len(result.members)} contracts and lemmas"]
+        if not unproven and not unchecked:
+            parts.append("all proven")
+        if unproven:
+            parts.append(f"not proven: {', '.join(unproven)}")
+        if unchecked:
+            parts.append(f"{unchecked} not checked in this run")
+        detail = "; ".join(parts)
+        lines.append(f"  {result.chain.claim} {result.verdict}: {result.chain.what} ({detail})")
+        if verbose:
+            lines.extend(f"      {status:>11}  {name}" for name, status in result.members)
+    return lines
 
 
 def format_report(report: SymbolicReport, *, verbose: bool = False) -> str:
@@ -275,6 +523,8 @@ def format_report(report: SymbolicReport, *, verbose: bool = False) -> str:
                 f"     line {condition.line}: {condition.outcome}, {condition.paths} path(s): "
                 f"{condition.condition}{detail}"
             )
+    if report.checks and not report.missing:
+        lines.extend(format_chains(report, verbose=verbose))
     lines.append(report.summary())
     return "\n".join(lines)
 
@@ -328,9 +578,10 @@ def run_symbolic_checks(
     with _WorkerPool(jobs, started + max_seconds) as pool:
         jobs_to_run, load_errors = _collect(pool, targets)
         for job in jobs_to_run:
-            job["timeout"] = min(
-                per_condition_timeout * float(str(job["weight"])), MAX_CONDITION_TIMEOUT
+            weight = float(str(job["weight"])) * FUNCTION_WEIGHTS.get(
+                f"{job['module']}.{job['function']}", 1.0
             )
+            job["timeout"] = min(per_condition_timeout * weight, MAX_CONDITION_TIMEOUT)
         answers = pool.run(jobs_to_run)
         retry = [i for i, answer in enumerate(answers) if answer.get("outcome") == VACUOUS]
         for index in retry:
@@ -383,6 +634,9 @@ def _collect(
             {**item, "kind": target.kind, "weight": target.weight}
             for item in _as_list(answer["conditions"])
         )
+        jobs_to_run.extend(
+            {**item, "kind": Z3, "weight": 1.0} for item in _as_list(answer.get("lemmas", []))
+        )
     return jobs_to_run, load_errors
 
 
@@ -412,13 +666,11 @@ def _group(
     results: Sequence[ConditionResult], jobs: Sequence[dict[str, object]]
 ) -> Iterator[CheckResult]:
     """Yield one check per function, in the order the functions were collected."""
-    by_target: dict[str, list[ConditionResult]] = {}
-    kinds: dict[str, str] = {}
+    by_target: dict[tuple[str, str], list[ConditionResult]] = {}
     for result, job in zip(results, jobs, strict=True):
-        by_target.setdefault(result.target, []).append(result)
-        kinds[result.target] = str(job["kind"])
-    for target, conditions in by_target.items():
-        yield CheckResult(target, kinds[target], tuple(sorted(conditions, key=lambda c: c.line)))
+        by_target.setdefault((result.target, str(job["kind"])), []).append(result)
+    for (target, kind), conditions in by_target.items():
+        yield CheckResult(target, kind, tuple(sorted(conditions, key=lambda c: c.line)))
 
 
 class _WorkerPool:
@@ -539,6 +791,41 @@ def _worker(lines: IO[str], out: IO[str]) -> None:
         out.flush()
 
 
+def z3_lemma_jobs() -> list[dict[str, object]]:
+    """Return a job for each lemma `flowpace._z3_lemmas` proves: one condition each."""
+    import inspect  # noqa: PLC0415
+
+    from flowpace import _z3_lemmas  # noqa: PLC0415  # needs Z3, a development dependency
+
+    jobs: list[dict[str, object]] = []
+    for lemma in _z3_lemmas.LEMMAS.values():
+        function = _z3_lemmas.python_lemma(lemma)
+        jobs.append(
+            {
+                "module": LEMMA_MODULE,
+                "function": lemma.name,
+                "line": inspect.getsourcelines(function)[1],
+                "condition": f"Z3: {lemma.spec_id} over {', '.join(lemma.uses)}",
+            }
+        )
+    return jobs
+
+
+def check_z3_lemma(name: str) -> dict[str, object]:
+    """Return the answer for one Z3 lemma: its encodings checked, then Z3's proof."""
+    from flowpace import _z3_lemmas  # noqa: PLC0415  # needs Z3, a development dependency
+
+    started = time.monotonic()
+    result = _z3_lemmas.prove(_z3_lemmas.LEMMAS[name])
+    outcome = {"proven": PROVEN, "counterexample": COUNTEREXAMPLE}.get(result.outcome, HELD)
+    return {
+        "outcome": outcome,
+        "paths": 1 if outcome == PROVEN else 0,
+        "message": result.message,
+        "seconds": time.monotonic() - started,
+    }
+
+
 class _Checker:
     """Collects and checks conditions with CrossHair's API, in a worker process."""
 
@@ -552,7 +839,12 @@ class _Checker:
     def answer(self, job: dict[str, object]) -> dict[str, object]:
         """Return the answer to one job: a collection or one condition's check."""
         if "collect" in job:
-            return self.collect(str(job["collect"]), str(job["kind"]))
+            collected = self.collect(str(job["collect"]), str(job["kind"]))
+            if job["collect"] == LEMMA_MODULE and "conditions" in collected:
+                collected["lemmas"] = z3_lemma_jobs()
+            return collected
+        if job["kind"] == Z3:
+            return check_z3_lemma(str(job["function"]))
         return self.check(job)
 
     def options(self, kind: str, timeout: float = math.inf) -> object:
@@ -663,6 +955,11 @@ class _Checker:
 # --- command line ----------------------------------------------------------------------------
 
 
+def _by_profile(values: dict[str, float]) -> str:
+    """Return per-profile values as help text reads them: ``dev 0.5, ci 1, nightly 10``."""
+    return ", ".join(f"{profile} {value:g}" for profile, value in values.items())
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of ``python -m flowpace.symbolic``."""
     parser = argparse.ArgumentParser(
@@ -678,16 +975,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="CPU_SECONDS",
         help=f"CPU seconds per condition, times its target's weight (default: ${TIMEOUT_ENV}, "
-        f"else by ${PROFILE_ENV}: {CONDITION_TIMEOUTS})",
+        f"else by ${PROFILE_ENV}: {_by_profile(CONDITION_TIMEOUTS)})",
     )
     parser.add_argument(
         "--max-seconds",
         type=float,
         default=None,
+        metavar="SECONDS",
         help="safety net: wall-clock seconds after which what is left is not run and the "
-        f"run incomplete (default by ${PROFILE_ENV}: {MAX_SECONDS})",
+        f"run incomplete (default by ${PROFILE_ENV}: {_by_profile(MAX_SECONDS)})",
     )
-    parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS, help="worker processes")
+    parser.add_argument(
+        "--jobs", type=int, default=DEFAULT_JOBS, metavar="N", help="worker processes"
+    )
     parser.add_argument("--verbose", action="store_true", help="list every condition")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

@@ -6,7 +6,10 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Final
 
-from flowpace_reference.contracts import satisfies_guarantees  # noqa: F401  # read by the contracts
+from flowpace_reference.contracts import (  # noqa: F401  # read by the contracts
+    options_in_range,
+    satisfies_guarantees,
+)
 from flowpace_reference.types import Config, Options
 from flowpace_reference.u64 import U32_MAX, U64_MAX
 
@@ -67,12 +70,12 @@ def check_options(options: Options) -> None:
     non-negative and within their ``u32`` or ``u64`` field; soft and hard must not normalise
     to ``u32::MAX``, where upstream's ``soft + 1`` or ``hard + 1`` overflows.
 
-    post: all(0 <= getattr(options, name) <= U32_MAX for name in U32_OPTIONS)
-    post: all(0 <= getattr(options, name) <= U64_MAX for name in U64_OPTIONS)
-    post: max(options.bp_soft_debt_units, 1) < U32_MAX
-    post: max(options.bp_hard_debt_units, options.bp_soft_debt_units + 1) < U32_MAX
+    post: options_in_range(options)
     raises: TypeError, ValueError
     """
+    # crosshair: on specs_complete=True
+    # (`normalise` takes this contract; its messages show values with `!r`, which for an int
+    # is its decimal digits: CrossHair formats a symbolic int that way without fixing it.)
     for name in FLAG_OPTIONS:
         value = getattr(options, name)
         if not isinstance(value, bool):
@@ -83,16 +86,16 @@ def check_options(options: Options) -> None:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"option {name} must be an int, got {value!r}")
             if not 0 <= value <= limit:
-                raise ValueError(f"option {name} must be in [0, {limit}] ({width}), got {value}")
+                raise ValueError(f"option {name} must be in [0, {limit}] ({width}), got {value!r}")
     soft = normalised_soft(options.bp_soft_debt_units)
     if soft == U32_MAX:
         raise ValueError(
-            f"option bp_soft_debt_units must be below {U32_MAX}, got {options.bp_soft_debt_units}"
+            f"option bp_soft_debt_units must be below {U32_MAX}, got {options.bp_soft_debt_units!r}"
         )
     if normalised_hard(soft, options.bp_hard_debt_units) == U32_MAX:
         raise ValueError(
             "option bp_hard_debt_units must normalise below "
-            f"{U32_MAX}, got {options.bp_hard_debt_units} (soft {soft})"
+            f"{U32_MAX}, got {options.bp_hard_debt_units!r} (soft {soft!r})"
         )
 
 
@@ -101,8 +104,9 @@ def normalised_soft(soft: int) -> int:
     Return the soft threshold after upstream's ``if soft == 0 { soft = 1 }`` (spec CFG-2).
 
     pre: 0 <= soft <= U32_MAX
-    post: __return__ == max(soft, 1)
+    post: (__return__ == soft) & (soft >= 1) | (__return__ == 1) & (soft == 0)
     """
+    # crosshair: on specs_complete=True
     return 1 if soft == 0 else soft
 
 
@@ -112,18 +116,79 @@ def normalised_hard(soft: int, hard: int) -> int:
 
     pre: 1 <= soft < U32_MAX
     pre: 0 <= hard <= U32_MAX
-    post: __return__ > soft
-    post: __return__ == hard or hard <= soft
+    post: (__return__ == hard) & (hard > soft) | (__return__ == soft + 1) & (hard <= soft)
     """
+    # crosshair: on specs_complete=True
     return soft + 1 if hard <= soft else hard
+
+
+def normalised_pct(pct: int) -> int:
+    """
+    Return a percentage option after upstream's ``min(max(x, 1), 100)`` (CFG-2 steps 1, 2).
+
+    pre: 0 <= pct <= U32_MAX
+    post: (1 <= __return__) & (__return__ <= 100) & ((__return__ == pct) | (pct < 1) | (pct > 100))
+    """
+    # crosshair: on specs_complete=True
+    return min(max(pct, 1), 100)
+
+
+def normalised_stop(hard: int, stop: int) -> int:
+    """
+    Return the stop threshold after upstream's ``if stop <= hard { stop = hard + 1 }`` (step 5).
+
+    pre: 1 <= hard < U32_MAX
+    pre: 0 <= stop <= U32_MAX
+    post: (hard < __return__) & (__return__ <= U32_MAX) & ((__return__ == stop) | (stop <= hard))
+    """
+    # crosshair: on specs_complete=True
+    return hard + 1 if stop <= hard else stop
+
+
+def normalised_cold(soft: int, cold: int) -> int:
+    """
+    Return the cold-start fail-safe after upstream's ``if cold < soft { cold = soft }`` (step 6).
+
+    pre: 1 <= soft <= U32_MAX
+    pre: 0 <= cold <= U32_MAX
+    post: (soft <= __return__) & (__return__ <= U32_MAX) & ((__return__ == cold) | (cold < soft))
+    """
+    # crosshair: on specs_complete=True
+    return max(cold, soft)
+
+
+def normalised_pacing(soft: int, pacing: int) -> int:
+    """
+    Return the pacing threshold: ``1`` for ``0``, then at most ``soft`` (step 7).
+
+    pre: 1 <= soft <= U32_MAX
+    pre: 0 <= pacing <= U32_MAX
+    post: (1 <= __return__) & (__return__ <= soft)
+    post: (__return__ == pacing) | (pacing == 0) & (__return__ == 1) | (pacing > soft)
+    """
+    # crosshair: on specs_complete=True
+    return min(pacing or 1, soft)
+
+
+def nonzero_or(value: int, default: int) -> int:
+    """
+    Return ``value``, or ``default`` in place of a zero (CFG-2 steps 8 to 12).
+
+    pre: 0 <= value <= U64_MAX
+    pre: 1 <= default <= U64_MAX
+    post: (__return__ == value) & (value != 0) | (__return__ == default) & (value == 0)
+    """
+    # crosshair: on specs_complete=True
+    return value or default
 
 
 def normalise(options: Options) -> Config:
     """
     Return the configuration upstream's ``Options::validate`` makes of ``options`` (spec CFG-2).
 
-    The rules run in upstream order; each later rule sees the earlier ones' results. Raises
-    as `check_options` does (spec CFG-3).
+    The rules run in upstream order; each later rule sees the earlier ones' results. Each
+    option has its own rule, a function with its own contract (LEM-9), so the guarantees of
+    CFG-4 are the conjunction of theirs. Raises as `check_options` does (spec CFG-3).
 
     post: 1 <= __return__.bp_soft_debt_units < __return__.bp_hard_debt_units
     post: __return__.bp_hard_debt_units < __return__.bp_stop_debt_units <= U32_MAX
@@ -138,29 +203,23 @@ def normalise(options: Options) -> Config:
     raises: TypeError, ValueError
     """
     check_options(options)
-    min_ratio = min(max(options.bp_min_ratio_pct, 1), 100)
-    guard = min(max(options.bp_publish_guard_min_ratio_pct, 1), 100)
     soft = normalised_soft(options.bp_soft_debt_units)
     hard = normalised_hard(soft, options.bp_hard_debt_units)
-    stop = hard + 1 if options.bp_stop_debt_units <= hard else options.bp_stop_debt_units
-    cold = max(options.bp_cold_start_fail_safe_units, soft)
-    pacing = options.bp_pacing_soft_debt_units or 1
-    pacing = min(pacing, soft)
     return Config(
         enable_backpressure=options.enable_backpressure,
         enable_flush_pacing=options.enable_flush_pacing,
         bp_soft_debt_units=soft,
         bp_hard_debt_units=hard,
-        bp_stop_debt_units=stop,
-        bp_cold_start_fail_safe_units=cold,
-        bp_pacing_soft_debt_units=pacing,
-        bp_flush_unit_bytes=options.bp_flush_unit_bytes or DATA_FILE_SIZE,
-        bp_min_ratio_pct=min_ratio,
-        bp_floor_bps=options.bp_floor_bps or ZERO_FLOOR_BPS,
-        bp_warmup_min_samples=options.bp_warmup_min_samples or 4,
-        bp_publish_guard_min_ratio_pct=guard,
-        bp_idle_reset_ms=options.bp_idle_reset_ms or 5_000,
-        bp_max_delay_us=options.bp_max_delay_us or 10_000,
+        bp_stop_debt_units=normalised_stop(hard, options.bp_stop_debt_units),
+        bp_cold_start_fail_safe_units=normalised_cold(soft, options.bp_cold_start_fail_safe_units),
+        bp_pacing_soft_debt_units=normalised_pacing(soft, options.bp_pacing_soft_debt_units),
+        bp_flush_unit_bytes=nonzero_or(options.bp_flush_unit_bytes, DATA_FILE_SIZE),
+        bp_min_ratio_pct=normalised_pct(options.bp_min_ratio_pct),
+        bp_floor_bps=nonzero_or(options.bp_floor_bps, ZERO_FLOOR_BPS),
+        bp_warmup_min_samples=nonzero_or(options.bp_warmup_min_samples, 4),
+        bp_publish_guard_min_ratio_pct=normalised_pct(options.bp_publish_guard_min_ratio_pct),
+        bp_idle_reset_ms=nonzero_or(options.bp_idle_reset_ms, 5_000),
+        bp_max_delay_us=nonzero_or(options.bp_max_delay_us, 10_000),
     )
 
 

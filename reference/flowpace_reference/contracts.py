@@ -18,7 +18,7 @@ import dataclasses
 from typing import Final, TypeVar
 
 from flowpace_reference.measures import cold_start_ready, debt_milli_units, threshold_milli_units
-from flowpace_reference.types import Config, ControllerState, ForegroundRegime, TaskState
+from flowpace_reference.types import Config, ControllerState, ForegroundRegime, Options, TaskState
 from flowpace_reference.u64 import NANOS_PER_MILLI, U32_MAX, U64_MAX
 
 Value = TypeVar("Value", ControllerState, TaskState)
@@ -74,6 +74,36 @@ def satisfies_guarantees(config: Config) -> bool:
     )
 
 
+def options_in_range(options: Options) -> bool:
+    """
+    Return whether `check_options` accepts the numbers of ``options`` (CFG-3, DIV-5).
+
+    Each ``u32`` and ``u64`` option is within its width, and soft and hard normalise below
+    ``u32::MAX`` (soft at most ``u32::MAX - 2``, so that the hard it forces is below too).
+    """
+    return (
+        is_u32(options.bp_soft_debt_units)
+        & is_u32(options.bp_hard_debt_units)
+        & is_u32(options.bp_stop_debt_units)
+        & is_u32(options.bp_cold_start_fail_safe_units)
+        & is_u32(options.bp_pacing_soft_debt_units)
+        & is_u32(options.bp_min_ratio_pct)
+        & is_u32(options.bp_warmup_min_samples)
+        & is_u32(options.bp_publish_guard_min_ratio_pct)
+        & is_u64(options.bp_flush_unit_bytes)
+        & is_u64(options.bp_floor_bps)
+        & is_u64(options.bp_idle_reset_ms)
+        & is_u64(options.bp_max_delay_us)
+        & (options.bp_soft_debt_units <= U32_MAX - 2)
+        & (options.bp_hard_debt_units < U32_MAX)
+    )
+
+
+def is_u32(value: int) -> bool:
+    """Return whether ``value`` fits a ``u32``."""
+    return (value >= 0) & (value <= U32_MAX)
+
+
 def state_in_domain(config: Config, state: ControllerState) -> bool:
     """
     Return whether ``state`` is a controller state under ``config`` (ST-1, INV-7, INV-9).
@@ -125,25 +155,46 @@ def idle_at_least(state: ControllerState, now_ns: int, millis: int) -> bool:
 
 
 def may_delay(config: Config, state: ControllerState, write_bytes: int) -> bool:
+    """Return whether INV-3 allows a foreground write a delay, at the state's debt (AR-2)."""
+    debt_mu = debt_milli_units(config, state.debt_bytes)
+    return may_delay_at(config, cold_start_ready(config, state), write_bytes, debt_mu)
+
+
+def may_delay_at(config: Config, ready: bool, write_bytes: int, debt_mu: int) -> bool:
     """
-    Return whether INV-3 allows a foreground write a delay.
+    Return whether INV-3 allows a foreground write a delay when the debt is ``debt_mu``.
+
+    ``ready`` is whether the controller left cold start (AR-4).
 
     Backpressure is on, the write is not empty and the debt reaches its regime's threshold:
-    the fail-safe in cold start, above soft in steady state.
+    the fail-safe in cold start, above soft in steady state. A debt is zero exactly when its
+    milli-units are (AR-2).
     """
-    if not config.enable_backpressure or write_bytes == 0 or state.debt_bytes == 0:
+    if not config.enable_backpressure or write_bytes == 0 or debt_mu == 0:
         return False
-    debt_mu = debt_milli_units(config, state.debt_bytes)
-    if cold_start_ready(config, state):
+    if ready:
         return debt_mu > threshold_milli_units(config.bp_soft_debt_units)
     return debt_mu >= threshold_milli_units(config.bp_cold_start_fail_safe_units)
 
 
 def at_stop(config: Config, state: ControllerState, write_bytes: int) -> bool:
     """Return whether INV-4 fixes a write's delay at the maximum: it may delay, debt >= stop."""
-    return may_delay(config, state, write_bytes) and debt_milli_units(
-        config, state.debt_bytes
-    ) >= threshold_milli_units(config.bp_stop_debt_units)
+    debt_mu = debt_milli_units(config, state.debt_bytes)
+    return at_stop_at(config, cold_start_ready(config, state), write_bytes, debt_mu)
+
+
+def at_stop_at(config: Config, ready: bool, write_bytes: int, debt_mu: int) -> bool:
+    """Return whether INV-4 fixes the delay at the maximum when the debt is ``debt_mu``."""
+    return may_delay_at(config, ready, write_bytes, debt_mu) and debt_mu >= threshold_milli_units(
+        config.bp_stop_debt_units
+    )
+
+
+def throttles_at(config: Config, ready: bool, write_bytes: int, debt_mu: int) -> bool:
+    """Return whether FC-7 decides the delay: INV-3 allows one and INV-4 does not fix it."""
+    return may_delay_at(config, ready, write_bytes, debt_mu) and not at_stop_at(
+        config, ready, write_bytes, debt_mu
+    )
 
 
 def is_paced(config: Config, state: ControllerState, task: TaskState) -> bool:

@@ -41,8 +41,10 @@ def threshold_milli_units(units: int) -> int:
     Return a threshold of ``units`` flush units in milli-units (spec AR-3).
 
     pre: 0 <= units <= U64_MAX
-    post: __return__ == min(units * 1000, U64_MAX)
+    post: (__return__ == units * 1000) | (units * 1000 > U64_MAX)
+    post: (__return__ == U64_MAX) | (units * 1000 <= U64_MAX)
     """
+    # crosshair: on specs_complete=True
     return saturating_mul(units, MILLI)
 
 
@@ -52,6 +54,7 @@ def cold_start_ready(config: Config, state: ControllerState) -> bool:
 
     post: __return__ == (state.io_sample_count >= config.bp_warmup_min_samples)
     """
+    # crosshair: on specs_complete=True
     return state.io_sample_count >= config.bp_warmup_min_samples
 
 
@@ -60,9 +63,11 @@ def disk_bps(config: Config, state: ControllerState) -> int:
     Return the measured disk throughput, or 0 during cold start (spec AR-4).
 
     pre: 0 <= state.io_bps_ewma <= U64_MAX
-    post: (__return__ == 0) == (not cold_start_ready(config, state))
-    post: __return__ == 0 or __return__ == max(state.io_bps_ewma, 1)
+    post: (__return__ == 0) == (state.io_sample_count < config.bp_warmup_min_samples)
+    post: (__return__ == 0) | (__return__ == state.io_bps_ewma) | (__return__ == 1)
+    post: (__return__ == 0) | (__return__ >= state.io_bps_ewma)
     """
+    # crosshair: on specs_complete=True
     if not cold_start_ready(config, state):
         return 0
     return max(state.io_bps_ewma, 1)
@@ -77,8 +82,10 @@ def publish_guard_ratio_pct(config: Config, state: ControllerState) -> int:
 
     pre: 1 <= config.bp_publish_guard_min_ratio_pct <= 100
     pre: 0 <= state.io_bps_ewma <= U64_MAX and 0 <= state.e2e_bps_ewma <= U64_MAX
-    post: config.bp_publish_guard_min_ratio_pct <= __return__ <= 100
+    post: (config.bp_publish_guard_min_ratio_pct <= __return__) & (__return__ <= 100)
     """
+    # crosshair: on specs_complete=True
+    # (Its callers need only these bounds: the ratio divides by a symbolic rate.)
     io = state.io_bps_ewma
     e2e = state.e2e_bps_ewma
     if io == 0 or e2e == 0 or e2e >= io:
@@ -123,7 +130,9 @@ def effective_floor_bps(config: Config, state: ControllerState) -> int:
 
     post: __return__ >= config.bp_floor_bps
     post: __return__ >= state.adaptive_floor_bps
+    post: (__return__ == config.bp_floor_bps) | (__return__ == state.adaptive_floor_bps)
     """
+    # crosshair: on specs_complete=True
     return max(config.bp_floor_bps, state.adaptive_floor_bps)
 
 

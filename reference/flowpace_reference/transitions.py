@@ -18,16 +18,19 @@ import dataclasses
 from flowpace_reference.contracts import (  # noqa: F401  # read by the contracts in docstrings
     ZERO_DELAY_REGIMES,
     at_stop,
+    at_stop_at,
     idle_at_least,
     is_ewma_step,
     is_paced,
     is_time,
     is_u64,
     may_delay,
+    may_delay_at,
     same_except,
     satisfies_guarantees,
     state_in_domain,
     task_in_domain,
+    throttles_at,
 )
 from flowpace_reference.measures import (
     cold_start_ready,
@@ -59,6 +62,7 @@ from flowpace_reference.types import (
 from flowpace_reference.u64 import (
     NANOS_PER_MICRO,
     NANOS_PER_MILLI,
+    U32_MAX,  # noqa: F401  # read by the contracts
     U64_MAX,
     clamp_u64,
     duration_micros,
@@ -419,13 +423,19 @@ def mark_done(config: Config, state: ControllerState, task: TaskState, now_ns: i
 
 
 # --- foreground backpressure (spec FC-6 to FC-8) ---------------------------------------------
+#
+# The delay is built from small steps, each with its own contract, so that each proof is one
+# CrossHair can finish (spec "Proof structure", LEM-1 to LEM-9): the debt in milli-units
+# (AR-2), the regime that debt falls in (`regime_at`, linear in the debt), and the throttled
+# arithmetic (`throttle_ratio_pct`, `share_of`, `rate_per_second`, `capped_delay`), whose
+# divisions by symbolic values are the nonlinear part. The functions marked
+# ``crosshair: specs_complete`` are, for their callers' proofs, exactly their contracts: a
+# caller's proof assumes them, and each is proven on its own.
 
 
 def foreground_regime(config: Config, state: ControllerState, write_bytes: int) -> ForegroundRegime:
     """
     Return the rule that decides the delay of a ``write_bytes`` foreground write (FC-6).
-
-    The zero-delay rules are tried in the seed's order; the first that applies decides.
 
     pre: satisfies_guarantees(config) and state_in_domain(config, state)
     pre: is_u64(write_bytes)
@@ -434,21 +444,44 @@ def foreground_regime(config: Config, state: ControllerState, write_bytes: int) 
     post: (__return__ is ForegroundRegime.STOP) == at_stop(config, state, write_bytes)
     post: __return__ is not ForegroundRegime.COLD_THROTTLED or not cold_start_ready(config, state)
     """
+    debt_mu = debt_milli_units(config, state.debt_bytes)
+    ready = cold_start_ready(config, state)
+    return regime_at(config, ready, write_bytes, debt_mu, base_throughput(config, state))
+
+
+def regime_at(
+    config: Config, ready: bool, write_bytes: int, debt_mu: int, base_bps: int
+) -> ForegroundRegime:
+    """
+    Return the FC-6 rule for a write when the debt is ``debt_mu`` milli-units (LEM-6).
+
+    ``ready`` is whether the controller left cold start (AR-4) and ``base_bps`` its base
+    throughput. The zero-delay rules are tried in the seed's order; the first that applies
+    decides. A debt is zero exactly when its milli-units are (AR-2), so rule 3 reads the
+    milli-units: the regime is a function of ``debt_mu``, the state's other fields fixed.
+
+    pre: satisfies_guarantees(config)
+    pre: is_u64(write_bytes) and is_u64(debt_mu) and 1 <= base_bps <= U64_MAX
+    post: __return__ is not ForegroundRegime.NO_THROUGHPUT
+    post: (__return__ in ZERO_DELAY_REGIMES) != may_delay_at(config, ready, write_bytes, debt_mu)
+    post: (__return__ is ForegroundRegime.STOP) == at_stop_at(config, ready, write_bytes, debt_mu)
+    post: __return__ is not ForegroundRegime.COLD_THROTTLED or not ready
+    post: __return__ not in THROTTLED_REGIMES or debt_mu >= 1
+    """
     if not config.enable_backpressure:
         return ForegroundRegime.DISABLED
     if write_bytes == 0:
         return ForegroundRegime.EMPTY_WRITE
-    if state.debt_bytes == 0:
+    if debt_mu == 0:
         return ForegroundRegime.NO_DEBT
-    debt_mu = debt_milli_units(config, state.debt_bytes)
-    cold_start = not cold_start_ready(config, state)
+    cold_start = not ready
     # Cold start throttles *at* its threshold, steady state only *above* soft: the seed's
     # `<` and `<=` differ on purpose and the spec keeps both.
     if cold_start and debt_mu < threshold_milli_units(config.bp_cold_start_fail_safe_units):
         return ForegroundRegime.COLD_BELOW_FAIL_SAFE
     if not cold_start and debt_mu <= threshold_milli_units(config.bp_soft_debt_units):
         return ForegroundRegime.STEADY_BELOW_SOFT
-    if base_throughput(config, state) == 0:
+    if base_bps == 0:
         return ForegroundRegime.NO_THROUGHPUT
     if debt_mu >= threshold_milli_units(config.bp_stop_debt_units):
         return ForegroundRegime.STOP
@@ -464,44 +497,160 @@ def base_throughput(config: Config, state: ControllerState) -> int:
     Return the throughput delays are computed from: the floor cold, the disk rate warm.
 
     pre: satisfies_guarantees(config) and state_in_domain(config, state)
-    post: __return__ >= 1
+    post: (__return__ >= 1) & (__return__ <= U64_MAX)
     """
+    # crosshair: on specs_complete=True
     if cold_start_ready(config, state):
         return disk_bps(config, state)
     return effective_floor_bps(config, state)
 
 
-def throttled_delay_us(config: Config, state: ControllerState, write_bytes: int) -> int:
+def base_milli_units(config: Config, state: ControllerState) -> int:
     """
-    Return the delay of a throttled write below the stop threshold (spec FC-7).
+    Return the threshold the throttle ratio is taken against: fail-safe cold, soft warm (FC-7).
+
+    pre: satisfies_guarantees(config)
+    post: (1_000 <= __return__) & (__return__ <= U32_MAX * 1_000)
+    """
+    # crosshair: on specs_complete=True
+    if cold_start_ready(config, state):
+        return threshold_milli_units(config.bp_soft_debt_units)
+    return threshold_milli_units(config.bp_cold_start_fail_safe_units)
+
+
+def throttle_ratio_pct(base_mu: int, debt_mu: int, min_ratio_pct: int) -> int:
+    """
+    Return the share, in percent, of the base throughput a throttled write keeps (FC-7, LEM-2).
+
+    It shrinks as the debt grows past the base threshold, never below ``min_ratio_pct``.
+
+    pre: 0 <= base_mu <= U64_MAX and 1 <= debt_mu <= U64_MAX
+    pre: 1 <= min_ratio_pct <= 100
+    post: (min_ratio_pct <= __return__) & (__return__ <= 100)
+    """
+    # crosshair: on specs_complete=True
+    ratio_pct = min(base_mu * 100 // debt_mu, 100)
+    return min(max(ratio_pct, min_ratio_pct), 100)
+
+
+def share_of(bps: int, pct: int) -> int:
+    """
+    Return ``pct`` percent of ``bps``, at least 1 byte/s (FC-7, LEM-3).
+
+    pre: 0 <= bps <= U64_MAX and 0 <= pct <= 100
+    post: (1 <= __return__) & ((__return__ <= bps) | (__return__ == 1))
+    """
+    # crosshair: on specs_complete=True
+    return max(saturating_mul(bps, pct) // 100, 1)
+
+
+def target_throughput(config: Config, state: ControllerState, ratio_pct: int) -> int:
+    """
+    Return the throughput a throttled write is paced at: its share, then the guard (FC-7, AR-5).
+
+    The publish guard applies in steady state only.
+
+    pre: satisfies_guarantees(config) and state_in_domain(config, state)
+    pre: 1 <= ratio_pct <= 100
+    post: (1 <= __return__) & (__return__ <= U64_MAX)
+    """
+    # crosshair: on specs_complete=True
+    target_bps = share_of(base_throughput(config, state), ratio_pct)
+    if cold_start_ready(config, state):
+        target_bps = share_of(target_bps, publish_guard_ratio_pct(config, state))
+    return target_bps
+
+
+def capped_delay(config: Config, raw_delay_us: int, debt_mu: int) -> int:
+    """
+    Return a throttled delay doubled at or above hard, then capped at the maximum (FC-7, LEM-5).
+
+    pre: satisfies_guarantees(config)
+    pre: is_u64(raw_delay_us) and is_u64(debt_mu)
+    post: 0 <= __return__ <= config.bp_max_delay_us
+    post: __return__ >= min(raw_delay_us, config.bp_max_delay_us)
+    """
+    delay = raw_delay_us
+    if debt_mu >= threshold_milli_units(config.bp_hard_debt_units):
+        delay = saturating_mul(delay, 2)
+    return min(delay, config.bp_max_delay_us)
+
+
+def throttled_delay_at(
+    config: Config, state: ControllerState, write_bytes: int, debt_mu: int
+) -> int:
+    """
+    Return the delay of a throttled write when the debt is ``debt_mu`` milli-units (FC-7).
 
     The write is paced at a share of the base throughput that shrinks as the debt grows past
     the base threshold, never below ``bp_min_ratio_pct``; in steady state the publish guard
     scales it further; at or above hard the delay doubles; it never exceeds the maximum.
 
     pre: satisfies_guarantees(config) and state_in_domain(config, state)
+    pre: is_u64(write_bytes) and 1 <= debt_mu <= U64_MAX
+    post: (0 <= __return__) & (__return__ <= config.bp_max_delay_us)
+    """
+    # crosshair: on specs_complete=True
+    ratio_pct = throttle_ratio_pct(
+        base_milli_units(config, state), debt_mu, config.bp_min_ratio_pct
+    )
+    target_bps = target_throughput(config, state, ratio_pct)
+    return capped_delay(config, rate_per_second(write_bytes, target_bps), debt_mu)
+
+
+def throttled_delay_us(config: Config, state: ControllerState, write_bytes: int) -> int:
+    """
+    Return the delay of a throttled write below the stop threshold (spec FC-7).
+
+    pre: satisfies_guarantees(config) and state_in_domain(config, state)
     pre: is_u64(write_bytes)
     pre: state.debt_bytes >= 1
     post: 0 <= __return__ <= config.bp_max_delay_us
     """
-    debt_mu = debt_milli_units(config, state.debt_bytes)
-    if cold_start_ready(config, state):
-        base_units = threshold_milli_units(config.bp_soft_debt_units)
-        base_bps = disk_bps(config, state)
-    else:
-        base_units = threshold_milli_units(config.bp_cold_start_fail_safe_units)
-        base_bps = effective_floor_bps(config, state)
-    ratio_pct = min(base_units * 100 // debt_mu, 100)
-    ratio_pct = min(max(ratio_pct, config.bp_min_ratio_pct), 100)
-    target_bps = max(saturating_mul(base_bps, ratio_pct) // 100, 1)
-    if cold_start_ready(config, state):
-        target_bps = max(
-            saturating_mul(target_bps, publish_guard_ratio_pct(config, state)) // 100, 1
-        )
-    delay = rate_per_second(write_bytes, target_bps)
-    if debt_mu >= threshold_milli_units(config.bp_hard_debt_units):
-        delay = saturating_mul(delay, 2)
-    return min(delay, config.bp_max_delay_us)
+    return throttled_delay_at(
+        config, state, write_bytes, debt_milli_units(config, state.debt_bytes)
+    )
+
+
+def delay_in_regime(config: Config, regime: ForegroundRegime, throttled_us: int) -> int:
+    """
+    Return the delay FC-6 gives ``regime``, ``throttled_us`` being FC-7's delay (FC-8, LEM-6).
+
+    pre: 0 <= throttled_us <= config.bp_max_delay_us
+    post: 0 <= __return__ <= config.bp_max_delay_us
+    post: (__return__ == 0) or (regime not in ZERO_DELAY_REGIMES)
+    post: regime is not ForegroundRegime.STOP or __return__ == config.bp_max_delay_us
+    post: regime not in THROTTLED_REGIMES or __return__ == throttled_us
+    """
+    # crosshair: on specs_complete=True
+    if regime is ForegroundRegime.STOP:
+        return config.bp_max_delay_us
+    if regime in THROTTLED_REGIMES:
+        return throttled_us
+    return 0
+
+
+def delay_at(  # noqa: PLR0913, PLR0917  # the state's three inputs to the delay, and the write's
+    config: Config, ready: bool, base_bps: int, nbytes: int, debt_mu: int, throttled_us: int
+) -> int:
+    """
+    Return the delay of an ``nbytes`` foreground write when the debt is ``debt_mu`` milli-units.
+
+    Spec FC-6 to FC-8 and INV-2 to INV-4, stated on the debt in milli-units as the spec
+    states them: ``ready`` and ``base_bps`` are the state's readiness (AR-4) and base
+    throughput, ``throttled_us`` FC-7's delay at this debt, which only a throttled regime uses.
+
+    pre: satisfies_guarantees(config)
+    pre: is_u64(nbytes) and is_u64(debt_mu) and 1 <= base_bps <= U64_MAX
+    pre: 0 <= throttled_us <= config.bp_max_delay_us
+    post: (0 <= __return__) & (__return__ <= config.bp_max_delay_us)
+    post: may_delay_at(config, ready, nbytes, debt_mu) or __return__ == 0
+    post: not at_stop_at(config, ready, nbytes, debt_mu) or __return__ == config.bp_max_delay_us
+    post: not throttles_at(config, ready, nbytes, debt_mu) or __return__ == throttled_us
+    """
+    # crosshair: on specs_complete=True
+    regime = regime_at(config, ready, nbytes, debt_mu, base_bps)
+    return delay_in_regime(config, regime, throttled_us)
 
 
 def foreground_delay_us(config: Config, state: ControllerState, write_bytes: int) -> int:
@@ -514,12 +663,13 @@ def foreground_delay_us(config: Config, state: ControllerState, write_bytes: int
     post: may_delay(config, state, write_bytes) or __return__ == 0
     post: not at_stop(config, state, write_bytes) or __return__ == config.bp_max_delay_us
     """
-    regime = foreground_regime(config, state, write_bytes)
-    if regime is ForegroundRegime.STOP:
-        return config.bp_max_delay_us
-    if regime in THROTTLED_REGIMES:
-        return throttled_delay_us(config, state, write_bytes)
-    return 0
+    debt_mu = debt_milli_units(config, state.debt_bytes)
+    # FC-7's delay is computed wherever it is defined (a non-zero debt) and used only in a
+    # throttled regime: the regime choice and the arithmetic stay apart (LEM-6, LEM-7).
+    throttled_us = throttled_delay_at(config, state, write_bytes, debt_mu) if debt_mu >= 1 else 0
+    ready = cold_start_ready(config, state)
+    base_bps = base_throughput(config, state)
+    return delay_at(config, ready, base_bps, write_bytes, debt_mu, throttled_us)
 
 
 THROTTLED_REGIMES = frozenset(
@@ -540,8 +690,8 @@ def before_foreground_write(
     pre: satisfies_guarantees(config) and state_in_domain(config, state)
     pre: is_u64(write_bytes)
     post: 0 <= __return__.delay_us <= config.bp_max_delay_us
-    post: __return__.delay_us == foreground_delay_us(config, state, write_bytes)
-    post: __return__.regime is foreground_regime(config, state, write_bytes)
+    post: (__return__.regime in ZERO_DELAY_REGIMES) != may_delay(config, state, write_bytes)
+    post: (__return__.regime is ForegroundRegime.STOP) == at_stop(config, state, write_bytes)
     post: (__return__.delay_us == 0) == (__return__.emissions == ())
     post: __return__.emissions == () or __return__.emissions[-1].value == __return__.delay_us
     """
@@ -603,8 +753,38 @@ def pacing_interval_us(config: Config, state: ControllerState, task: TaskState) 
     pre: cold_start_ready(config, state)
     post: 1 <= __return__ <= config.bp_max_delay_us
     """
-    nbytes = max(task.est_bytes, 1)
-    return max(min(rate_per_second(nbytes, disk_bps(config, state)), config.bp_max_delay_us), 1)
+    return interval_for(config, task.est_bytes, disk_bps(config, state))
+
+
+def interval_for(config: Config, est_bytes: int, disk_rate_bps: int) -> int:
+    """
+    Return the pacing interval of an ``est_bytes`` flush at ``disk_rate_bps`` (FC-10, LEM-8).
+
+    A zero-byte task counts as one byte; the interval is at least 1 µs and at most the maximum.
+
+    pre: satisfies_guarantees(config)
+    pre: is_u64(est_bytes) and 1 <= disk_rate_bps <= U64_MAX
+    post: 1 <= __return__ <= config.bp_max_delay_us
+    """
+    nbytes = max(est_bytes, 1)
+    return max(min(rate_per_second(nbytes, disk_rate_bps), config.bp_max_delay_us), 1)
+
+
+def pacing_sleep_ns(config: Config, deadline: int | None, now_ns: int) -> int:
+    """
+    Return how long a paced flush asking at ``now_ns`` sleeps before ``deadline`` (FC-10).
+
+    Until the deadline, at most the maximum delay; no deadline, or one passed, is no sleep.
+
+    pre: satisfies_guarantees(config)
+    pre: now_ns >= 0 and is_time(deadline)
+    post: 0 <= __return__ <= config.bp_max_delay_us * NANOS_PER_MICRO
+    post: deadline is None or __return__ <= max(deadline - now_ns, 0)
+    post: deadline is not None or __return__ == 0
+    """
+    if deadline is not None and deadline > now_ns:
+        return min(deadline - now_ns, config.bp_max_delay_us * NANOS_PER_MICRO)
+    return 0
 
 
 def plan_flush(config: Config, state: ControllerState, task: TaskState, now_ns: int) -> FlushPlan:
@@ -634,10 +814,7 @@ def plan_flush(config: Config, state: ControllerState, task: TaskState, now_ns: 
         return FlushPlan(decision=decision, emissions=(counter,))
     if decision is not FlushDecision.PACED:
         return FlushPlan(decision=decision)
-    sleep_ns = 0
-    deadline = state.next_flush_at
-    if deadline is not None and deadline > now_ns:
-        sleep_ns = min(deadline - now_ns, config.bp_max_delay_us * NANOS_PER_MICRO)
+    sleep_ns = pacing_sleep_ns(config, state.next_flush_at, now_ns)
     emissions: tuple[Emission, ...] = ()
     if sleep_ns != 0:
         slept_us = duration_micros(sleep_ns)

@@ -27,7 +27,9 @@ def clamp_u64(value: int) -> int:
     pre: value >= 0
     post: 0 <= __return__ <= U64_MAX
     post: __return__ == value or __return__ == U64_MAX
+    post: (__return__ == value) & (value <= U64_MAX) | (__return__ == U64_MAX) & (value > U64_MAX)
     """
+    # crosshair: on specs_complete=True
     return min(value, U64_MAX)
 
 
@@ -39,6 +41,7 @@ def saturating_mul(left: int, right: int) -> int:
     pre: 0 <= right <= U64_MAX
     post: __return__ == min(left * right, U64_MAX)
     """
+    # crosshair: on specs_complete=True
     return clamp_u64(left * right)
 
 
@@ -49,7 +52,9 @@ def saturating_sub(left: int, right: int) -> int:
     pre: 0 <= left <= U64_MAX
     pre: 0 <= right <= U64_MAX
     post: 0 <= __return__ <= left
+    post: (__return__ == left - right) & (left >= right) | (__return__ == 0) & (left < right)
     """
+    # crosshair: on specs_complete=True
     return max(left - right, 0)
 
 
@@ -61,6 +66,7 @@ def duration_micros(duration_ns: int) -> int:
     post: 0 <= __return__ <= U64_MAX
     post: __return__ == min(duration_ns // 1000, U64_MAX)
     """
+    # crosshair: on specs_complete=True
     return clamp_u64(duration_ns // NANOS_PER_MICRO)
 
 
@@ -72,6 +78,8 @@ def rate_per_second(amount: int, micros: int) -> int:
 
     pre: 0 <= amount <= U64_MAX
     pre: 1 <= micros <= U64_MAX
-    post: 0 <= __return__ <= U64_MAX
+    post: (0 <= __return__) & (__return__ <= U64_MAX)
     """
+    # crosshair: on specs_complete=True
+    # (Callers' proofs take this contract for the rate; its monotonicity is LEM-4.)
     return clamp_u64(amount * MICROS_PER_SECOND // micros)
