@@ -281,6 +281,11 @@ class Scheduler:
     def _trace_call(self, frame: FrameType, event: str, arg: object) -> TraceFunction | None:
         """Trace the lines of a new frame iff its code lives in a watched file (`settrace`)."""
         del event, arg
+        if frame.f_code.co_name == "__del__":
+            # A finaliser runs wherever the garbage collector happens to run, even inside
+            # `point` while it hands the turn over: a schedule point there would wait on its
+            # own thread. Finalisers take no lock and change no state, so nothing is lost.
+            return None
         return self._trace_line if frame.f_code.co_filename in self.preempt_lines else None
 
     def _trace_line(self, frame: FrameType, event: str, arg: object) -> TraceFunction:

@@ -209,8 +209,11 @@ class FlowTask:
         `FlowController.write_off_lost_tasks`. No lock is taken here: a finaliser may run on
         any thread, inside a critical section of that thread's own.
         """
-        if getattr(self, "_done", True):
-            return  # settled, never charged, or forged
+        try:
+            if self._done:
+                return  # settled, or never charged
+        except AttributeError:
+            return  # forged: it holds no charge (and `try` is cheaper than getattr here)
         owner = self._owner
         charge = self._actual
         if charge is None:
