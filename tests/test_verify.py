@@ -1,4 +1,4 @@
-"""The campaign's verdicts: passed, failed or incomplete, and an exit status for each (DIV-6).
+"""The campaign's verdicts: passed, failed or incomplete, and an exit status for each (VER-2).
 
 A newcomer reads the summary line and the exit status of ``flowpace verify``: a time limit that
 ran out, a process that died or a missing tool must never read as a bug found, nor as a pass.
@@ -8,6 +8,7 @@ net too short for any machine) and check what the campaign says about it.
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import os
 import re
@@ -18,8 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from flowpace import cli, symbolic, verify
 from flowpace.verify import (
+    DETECTION_MARKERS,
     EXIT_STATUS,
+    EXTRA_MISSING,
     FAILED,
     HYPOTHESIS_CHECKS,
     INCOMPLETE,
@@ -27,12 +31,19 @@ from flowpace.verify import (
     SEQUENTIAL,
     TIMED_OUT,
     Campaign,
+    CampaignNotFoundError,
+    CampaignSource,
     Outcome,
     PatchError,
+    apply_bug,
     combined,
+    copy_project,
+    find_campaign,
     hunt,
     hunt_order,
+    is_flowpace_clone,
     load_planted_bugs,
+    missing_tools,
     parse_patch,
     pytest_verdict,
     run_pytest_check,
@@ -55,7 +66,7 @@ Found-by: interleavings
 
 
 def test_exit_statuses_tell_the_three_verdicts_apart() -> None:
-    # spec DIV-6 (the campaign's self-report): 0 passed, 1 failed, 3 incomplete; 2 is argparse's.
+    # spec VER-2: 0 passed, 1 failed, 3 incomplete; 2 is argparse's.
     assert EXIT_STATUS == {PASSED: 0, FAILED: 1, INCOMPLETE: 3}
 
 
@@ -72,7 +83,7 @@ def test_exit_statuses_tell_the_three_verdicts_apart() -> None:
 def test_a_failure_found_wins_over_an_incomplete_check(
     verdicts: tuple[str, ...], expected: str
 ) -> None:
-    # spec DIV-6: something found is reported even when another check was cut short.
+    # spec VER-2: something found is reported even when another check was cut short.
     assert combined(verdicts) == expected
 
 
@@ -91,7 +102,7 @@ def test_a_failure_found_wins_over_an_incomplete_check(
     ],
 )
 def test_only_a_failing_test_is_a_failure(status: int, log: str, expected: str) -> None:
-    # spec DIV-6: pytest's status 1 is a test that failed; any other non-zero status means the
+    # spec VER-1: pytest's status 1 is a test that failed; any other non-zero status means the
     # tests did not all run, so nothing was learnt.
     verdict, reason = pytest_verdict(status, log)
     assert verdict == expected
@@ -99,14 +110,14 @@ def test_only_a_failing_test_is_a_failure(status: int, log: str, expected: str) 
 
 
 def test_a_missing_pytest_says_what_to_install() -> None:
-    # spec DIV-6: a missing dependency is incomplete, with one line that says what to do.
+    # spec VER-1: a missing dependency is incomplete, with one line that says what to do.
     verdict, reason = pytest_verdict(1, "/usr/bin/python3: No module named pytest")
     assert verdict == INCOMPLETE
     assert "pytest is not installed" in reason
 
 
 def test_the_summary_names_what_failed_and_what_is_incomplete() -> None:
-    # spec DIV-6: the last lines say which checks failed, which were cut short, and how to
+    # spec VER-2: the last lines say which checks failed, which were cut short, and how to
     # rerun them; a passing run says PASSED and nothing else.
     passed = Outcome("conformance", "seed traces", seconds=1.0)
     cut = Outcome("symbolic", "CrossHair", verdict=INCOMPLETE, recipe=["rerun me"])
@@ -143,7 +154,7 @@ def campaign_at(root: Path, timeout: float = 600.0) -> Campaign:
 
 
 def test_a_falsifying_example_fails_the_check_with_a_replay_recipe(tmp_path: Path) -> None:
-    # spec DIV-6: a check that finds a counterexample fails, and says how to replay it.
+    # spec VER-1: a check that finds a counterexample fails, and says how to replay it.
     root = throwaway_project(
         tmp_path,
         """
@@ -161,7 +172,7 @@ def test_a_falsifying_example_fails_the_check_with_a_replay_recipe(tmp_path: Pat
 
 
 def test_a_check_stopped_by_the_safety_net_is_incomplete(tmp_path: Path) -> None:
-    # spec DIV-6: a time limit that ran out is never a failure and never a pass. No machine
+    # spec VER-1, VER-3: a time limit that ran out is never a failure and never a pass. No machine
     # starts Python and pytest in 10 ms, so this cut is certain.
     root = throwaway_project(tmp_path, "def test_fine():\n    assert True\n")
     outcome = run_pytest_check(campaign_at(root, timeout=0.01), SEQUENTIAL)
@@ -170,14 +181,14 @@ def test_a_check_stopped_by_the_safety_net_is_incomplete(tmp_path: Path) -> None
 
 
 def test_a_check_that_collects_no_test_is_incomplete(tmp_path: Path) -> None:
-    # spec DIV-6: pytest's "no tests ran" (status 5) is not a pass.
+    # spec VER-1: pytest's "no tests ran" (status 5) is not a pass.
     root = throwaway_project(tmp_path, "X = 1\n")
     outcome = run_pytest_check(campaign_at(root), SEQUENTIAL)
     assert outcome.verdict == INCOMPLETE, outcome
 
 
 def test_found_by_names_a_check_and_that_check_runs_first() -> None:
-    # spec DIV-6: a hunt starts with the check its patch names, whatever the default order.
+    # spec VER-4: a hunt starts with the check its patch names, whatever the default order.
     bug = parse_patch("off_by_one", PATCH)
     assert bug.found_by == "interleavings"
     order = [check.name for check in hunt_order(bug)]
@@ -188,13 +199,13 @@ def test_found_by_names_a_check_and_that_check_runs_first() -> None:
 
 
 def test_every_planted_bug_names_the_check_that_finds_it() -> None:
-    # spec DIV-6: each hunt is aimed, so the default run stays short and its time is stable.
+    # spec VER-4: each hunt is aimed, so the default run stays short and its time is stable.
     missing = [bug.name for bug in load_planted_bugs(ROOT) if not bug.found_by]
     assert not missing
 
 
 def test_a_hunt_cut_short_is_incomplete_not_a_missed_bug() -> None:
-    # spec DIV-6: a hunt that ran out of time says so; it does not claim the bug went unseen.
+    # spec VER-1: a hunt that ran out of time says so; it does not claim the bug went unseen.
     bug = next(iter(load_planted_bugs(ROOT)))
     result = hunt(bug, ROOT, timeout=0.01)
     assert result.incomplete
@@ -204,7 +215,7 @@ def test_a_hunt_cut_short_is_incomplete_not_a_missed_bug() -> None:
 
 
 def test_the_command_exits_3_when_a_check_is_incomplete() -> None:
-    # spec DIV-6: end to end, from the command line: the verdict line and the exit status.
+    # spec VER-2: end to end, from the command line: the verdict line and the exit status.
     done = subprocess.run(  # this interpreter, our own command
         [
             sys.executable,
@@ -238,7 +249,7 @@ def test_the_command_exits_3_when_a_check_is_incomplete() -> None:
     ],
 )
 def test_bad_options_are_rejected_before_anything_runs(arguments: list[str], message: str) -> None:
-    # spec DIV-6: a usage error is exit 2 with one line naming the bad value, at once.
+    # spec VER-2: a usage error is exit 2 with one line naming the bad value, at once.
     done = subprocess.run(  # noqa: S603  # this interpreter, our own command
         [sys.executable, "-m", "flowpace.cli", "verify", *arguments],
         cwd=ROOT,
@@ -252,7 +263,7 @@ def test_bad_options_are_rejected_before_anything_runs(arguments: list[str], mes
 
 
 def test_an_unknown_profile_in_the_environment_is_a_usage_error() -> None:
-    # spec DIV-6: HYPOTHESIS_PROFILE=weekly would fail every check later; it is refused first.
+    # spec VER-2: HYPOTHESIS_PROFILE=weekly would fail every check later; it is refused first.
     done = subprocess.run(  # this interpreter, our own command
         [sys.executable, "-m", "flowpace.cli", "verify"],
         cwd=ROOT,
@@ -276,3 +287,160 @@ def test_the_command_says_its_version() -> None:
     )
     assert done.returncode == 0
     assert done.stdout.strip() == f"flowpace {importlib.metadata.version('flowpace')}"
+
+
+# --- where the campaign lives ----------------------------------------------------------------
+
+
+def fake_clone(root: Path, name: str = "flowpace") -> Path:
+    """Return ``root`` laid out as a clone of a project called ``name``."""
+    for tree in ("impl/flowpace", "reference/flowpace_reference", "tests"):
+        (root / tree).mkdir(parents=True)
+    (root / "pyproject.toml").write_text(f'[project]\nname = "{name}"\n', encoding="utf-8")
+    return root
+
+
+def fake_installed_package(site: Path, *, shipped: bool) -> Path:
+    """Return an installed-looking ``flowpace`` package under ``site``, with its campaign."""
+    package = site / "flowpace"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("", encoding="utf-8")
+    (package / "controller.py").write_text("LIMIT = 1\n", encoding="utf-8")
+    (package / "spec").mkdir()
+    (package / "spec" / "flow-control.md").write_text("# spec\n", encoding="utf-8")
+    if shipped:
+        campaign = package / "_campaign"
+        (campaign / "tests" / "vectors").mkdir(parents=True)
+        (campaign / "tests" / "planted_bugs").mkdir()
+        (campaign / "tests" / "vectors" / "seed-vectors.jsonl").write_text("", encoding="utf-8")
+        (campaign / "pyproject.toml").write_text("[tool.pytest]\n", encoding="utf-8")
+    return package
+
+
+def test_a_clone_runs_its_own_campaign() -> None:
+    # The clone this flowpace is imported from, not a copy shipped anywhere.
+    assert find_campaign() == CampaignSource(ROOT, shipped=False)
+    assert is_flowpace_clone(ROOT)
+
+
+@pytest.mark.parametrize(
+    ("name", "missing", "expected"),
+    [
+        ("flowpace", None, True),
+        ("decoy", None, False),
+        ("flowpace", "reference/flowpace_reference", False),
+        ("flowpace", "impl/flowpace", False),
+    ],
+)
+def test_a_tree_is_a_clone_only_if_it_is_flowpaces_own(
+    tmp_path: Path, name: str, missing: str | None, expected: bool
+) -> None:
+    root = fake_clone(tmp_path / "clone", name)
+    if missing:
+        (root / missing).rmdir()
+    assert is_flowpace_clone(root) == expected
+    (root / "pyproject.toml").write_text("[project\n", encoding="utf-8")
+    assert not is_flowpace_clone(root)
+
+
+# spec VER-5
+def test_an_installed_package_runs_the_campaign_it_ships_wherever_it_is_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # From inside another project that looks like flowpace (pyproject, tests/, impl/), the
+    # installed package still takes its own campaign: where the command runs plays no part.
+    decoy = fake_clone(tmp_path / "decoy")
+    monkeypatch.chdir(decoy)
+    package = fake_installed_package(tmp_path / "venv" / "site-packages", shipped=True)
+    assert find_campaign(package) == CampaignSource(package / "_campaign", shipped=True)
+    bare = fake_installed_package(tmp_path / "other" / "site-packages", shipped=False)
+    with pytest.raises(CampaignNotFoundError, match="ships no campaign"):
+        find_campaign(bare)
+    # A package inside a tree that is flowpace's own is that clone's.
+    clone = fake_clone(tmp_path / "clone")
+    assert find_campaign(clone / "impl" / "flowpace") == CampaignSource(clone, shipped=False)
+
+
+def test_a_hunt_on_a_shipped_campaign_plants_its_bug_in_the_installed_code(
+    tmp_path: Path,
+) -> None:
+    # The patches name impl/flowpace/... as in a clone; the copy lays the installed package out
+    # that way, without the campaign and the spec it ships.
+    package = fake_installed_package(tmp_path / "site-packages", shipped=True)
+    copy = tmp_path / "copy"
+    copy_project(package / "_campaign", copy)
+    assert (copy / "impl" / "flowpace" / "controller.py").is_file()
+    assert not (copy / "impl" / "flowpace" / "_campaign").exists()
+    assert not (copy / "impl" / "flowpace" / "spec").exists()
+    assert (copy / "reference" / "flowpace_reference" / "transitions.py").is_file()
+    assert (copy / "tests" / "vectors" / "seed-vectors.jsonl").is_file()
+    target = "impl/flowpace/controller.py"
+    patch = f"Planted bug: limit\n\n--- a/{target}\n+++ b/{target}\n"
+    apply_bug(parse_patch("limit", patch + "@@ -1 +1 @@\n-LIMIT = 1\n+LIMIT = 2\n"), copy)
+    assert "LIMIT = 2" in (copy / "impl" / "flowpace" / "controller.py").read_text("utf-8")
+    assert "LIMIT = 1" in (package / "controller.py").read_text("utf-8")
+
+
+# spec VER-6
+def test_a_missing_verify_extra_is_one_line_and_nothing_runs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Without its tools no check could say anything: one line names the extra, exit 3
+    # (incomplete), before any check starts.
+    monkeypatch.setitem(verify.TOOLS, "sequential", ("flowpace_no_such_tool",))
+    assert cli.main(["verify", "--only", "sequential", "--only", "conformance"]) == 3
+    out, err = capsys.readouterr()
+    assert out == ""
+    hint = "in a clone, uv sync installs them"
+    assert err == f"{EXTRA_MISSING} (missing: flowpace_no_such_tool; {hint})\n"
+    assert missing_tools(["conformance"]) == []
+    assert missing_tools(["sequential", "linearizability"]) == ["flowpace_no_such_tool"]
+
+
+def test_a_shipped_campaigns_replay_recipe_runs_as_printed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # From an installed package there is no clone to `uv run` in: the recipe runs pytest with
+    # the package's interpreter in the shipped campaign, and reproduces the failure.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = throwaway_project(
+        tmp_path,
+        """
+        from hypothesis import given, strategies as st
+
+        @given(st.integers())
+        def test_small(x):
+            assert x < 10
+        """,
+    )
+    campaign = campaign_at(root)
+    campaign.shipped = True
+    outcome = run_pytest_check(campaign, SEQUENTIAL)
+    assert outcome.verdict == FAILED, outcome
+    recipe = outcome.recipe[0]
+    assert recipe.startswith(f"cd {root} && HYPOTHESIS_PROFILE=ci "), recipe
+    assert "uv run" not in recipe
+    done = subprocess.run(  # noqa: S602  # the recipe is a shell command line, as printed
+        recipe, shell=True, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert any(marker in done.stdout for marker in DETECTION_MARKERS), done.stdout
+
+
+def test_every_commands_help_reads_as_plain_text() -> None:
+    # --help is read in a terminal: no reStructuredText or Markdown markup, no Python reprs,
+    # and every argument says what it is.
+    parser = cli.build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    parsers = {"flowpace": parser, **commands.choices, "symbolic": symbolic.build_parser()}
+    assert {"replay", "verify"} <= set(parsers)
+    for name, each in parsers.items():
+        text = each.format_help()
+        for markup in ("``", "**", "{'", "['", "$$"):
+            assert markup not in text, f"{name} --help shows {markup!r}:\n{text}"
+        silent = [
+            action.dest
+            for action in each._actions
+            if not action.help and not isinstance(action, argparse._HelpAction)
+        ]
+        assert not silent, f"{name} --help leaves {silent} unexplained"

@@ -62,10 +62,10 @@ from flowpace_reference.types import (
     ControllerState,
     DebtOverflowError,
     Metric,
+    Outcome,
     TaskState,
     TaskStateError,
 )
-from flowpace_reference.types import Outcome
 from flowpace_reference.types import Outcome as FlowOutcome
 
 __version__ = "0.1.0"

@@ -8,15 +8,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from flowpace import __version__, verify
+from flowpace import __version__, simulation, verify
 from flowpace.replay import TARGETS, Mismatch, VectorFileError, load_vectors, replay
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of the ``flowpace`` command line."""
-    parser = argparse.ArgumentParser(prog="flowpace", description=__doc__)
+    parser = argparse.ArgumentParser(prog="flowpace", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"flowpace {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="one of:"
+    )
     replay_parser = commands.add_parser(
         "replay",
         help="replay conformance traces and compare every answer",
@@ -34,19 +36,39 @@ def build_parser() -> argparse.ArgumentParser:
         "implementation, or both (a trace passes when it passes on every target; "
         "default: reference)",
     )
-    replay_parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    replay_parser.add_argument(
+        "files",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help="a file of traces (format: tests/vectors/FORMAT.md in a clone, "
+        "flowpace/_campaign/tests/vectors/FORMAT.md in the installed package)",
+    )
     verify_parser = commands.add_parser(
         "verify",
         help="run the whole verification campaign and summarise it",
         description="Check the implementation against the model: conformance traces, the "
         "sequential state machine, drawn thread schedules, real-thread linearizability, the "
-        "planted-bug self-test and the symbolic checks. Run from a clone of the project.",
+        "planted-bug self-test and the symbolic checks. Run from a clone, it runs the "
+        "clone's campaign; installed, the campaign shipped in the package, wherever it is "
+        'run from. It needs the verify extra: pip install "flowpace[verify]".',
         epilog="Each check ends passed, failed (something was found: a counterexample, a "
         "falsifying example, a planted bug missed) or incomplete (a time limit ran out, a "
         "process died, a dependency is missing). Exit status: 0 every check passed; 1 some "
-        "check failed; 2 usage error; 3 nothing failed but some check is incomplete.",
+        "check failed; 2 usage error; 3 nothing failed but some check is incomplete, or "
+        "the verify extra is missing (one line says so and nothing runs).",
     )
     verify.add_arguments(verify_parser)
+    simulate_parser = commands.add_parser(
+        "simulate",
+        help="run the control-quality simulator and check its targets",
+        description="Run named scenarios of a storage engine (writers, an arena of buffers, "
+        "flushers, a disk) on a virtual clock around a flow-control law, and print their "
+        "metrics. The same seed gives the same numbers.",
+        epilog="Exit status: 0 done (with --check: every target holds for every law run); 1 "
+        "with --check, some target missed (each is printed); 2 usage error.",
+    )
+    simulation.add_arguments(simulate_parser)
     return parser
 
 
@@ -60,6 +82,12 @@ def describe(name: str, target: str, mismatch: Mismatch) -> str:
         )
     )
 
+
+DESCRIPTION = (
+    "flowpace: a write flow controller, checked against its reference model. "
+    "'flowpace COMMAND --help' describes each command."
+)
+"""What ``flowpace --help`` says first."""
 
 USAGE_ERROR = 2
 """The exit status for input that cannot be run: a bad option, an unreadable trace file."""
@@ -109,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_replay(args.files, targets_named(args.target))
     if args.command == "verify":
         return verify.main(args)
+    if args.command == "simulate":
+        return simulation.main(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

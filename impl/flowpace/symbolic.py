@@ -112,6 +112,7 @@ TIMEOUT_ENV: Final = "FLOWPACE_SYMBOLIC_TIMEOUT"
 PROFILE_ENV: Final = "HYPOTHESIS_PROFILE"
 """The campaign's profile: it selects the per-condition timeout."""
 
+# spec VER-3: per-condition limits in CPU seconds, fixed by profile.
 CONDITION_TIMEOUTS: Final = {"dev": 0.5, "ci": 1.0, "nightly": 10.0}
 """CPU seconds per condition of weight 1, by profile.
 

@@ -15,7 +15,7 @@ checks itself:
 5. **planted bugs**: each patch of ``tests/planted_bugs`` plants a known bug in a copy of the
    implementation, and checks 2 to 4 (under ``ci`` on CI, ``dev`` otherwise, without
    shrinking) must find it; the time each took is reported;
-6. **symbolic**: the CrossHair checks of ``flowpace.symbolic``, when that module exists.
+6. **symbolic**: the CrossHair checks of ``flowpace.symbolic``.
 
 Checks 2 to 4 are pytest runs in subprocesses, under the Hypothesis profile the campaign was
 given (``dev``, ``ci``, ``nightly``). They report what they ran (examples, steps, regimes) by
@@ -23,21 +23,31 @@ appending JSON lines to the file `STATS_ENV` names. ``--workers`` runs checks si
 ``--shards`` runs each Hypothesis check in several processes with different seeds, and
 `DATABASE_ENV` (``--database``) points every process, on this machine or others, at one
 example database, so that a campaign spread over machines shares what it finds.
+
+Where the campaign lives (`find_campaign`): run from a clone, the clone's own ``tests``; run
+from an installed package, the copy shipped in it, ``flowpace/_campaign`` (the campaign's test
+modules, ``tests/vectors``, ``tests/planted_bugs`` and the pytest configuration, laid out as in
+a clone), with the installed ``flowpace`` and ``flowpace_reference`` as the code under test.
+Never the project of the current directory. The checks need the ``verify`` extra (pytest,
+Hypothesis, CrossHair): without it the command says so in one line and runs nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import tomllib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -77,10 +87,12 @@ VERDICTS: Final = (PASSED, FAILED, INCOMPLETE)
 counterexample, a falsifying example, a planted bug missed); or incomplete (a time limit ran
 out, a process died, a dependency is missing: nothing was learnt either way)."""
 
+# spec VER-1, VER-2: three verdicts, and the exit status of each.
 EXIT_STATUS: Final = {PASSED: 0, FAILED: 1, INCOMPLETE: 3}
 """The exit status of ``flowpace verify`` for each verdict; 2 is a usage error (argparse)."""
 
 
+# spec VER-2: a failure wins over incomplete, incomplete over passed.
 def combined(verdicts: Iterable[str]) -> str:
     """Return the verdict of several: failed if any failed, else incomplete if any, else passed."""
     seen = set(verdicts)
@@ -169,7 +181,6 @@ HYPOTHESIS_CHECKS: Final = (SEQUENTIAL, INTERLEAVINGS, LINEARIZABILITY)
 
 VECTORS: Final = Path("tests/vectors/seed-vectors.jsonl")
 PLANTED_BUGS: Final = Path("tests/planted_bugs")
-SYMBOLIC_MODULE: Final = Path("impl/flowpace/symbolic.py")
 
 CHECK_NAMES: Final = (
     "conformance",
@@ -180,15 +191,72 @@ CHECK_NAMES: Final = (
 """Every check of the campaign, in the order the summary lists them."""
 
 
-def project_root() -> Path:
-    """Return the project's root: the directory holding ``tests/`` and ``pyproject.toml``."""
-    candidates = (Path.cwd(), *Path.cwd().parents, Path(__file__).resolve().parents[2])
-    for candidate in candidates:
-        if (candidate / "pyproject.toml").is_file() and (candidate / "tests").is_dir():
-            return candidate
-    raise FileNotFoundError(
-        "flowpace verify runs from a clone of the project (no tests/ and pyproject.toml "
-        "found here or above)"
+PACKAGE_DIR: Final = Path(__file__).resolve().parent
+"""The directory of the ``flowpace`` package this module belongs to."""
+
+SHIPPED_CAMPAIGN: Final = "_campaign"
+"""The directory of the package that holds the campaign a wheel ships (pyproject's
+``[tool.hatch.build.targets.wheel.force-include]`` puts it there)."""
+
+SHIPPED_ROOT_ITEMS: Final = ("pyproject.toml", "tests", str(VECTORS), str(PLANTED_BUGS))
+"""What a campaign's root must hold: pytest's configuration, the tests, vectors, planted bugs."""
+
+
+class CampaignNotFoundError(LookupError):
+    """This flowpace is neither part of a clone of the project nor ships its campaign."""
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignSource:
+    """Where the campaign's tests live, and which code they test."""
+
+    root: Path
+    """The directory holding ``tests/`` and the pytest configuration (``pyproject.toml``)."""
+    shipped: bool
+    """Whether it is the copy shipped in an installed package (else a clone): the installed
+    ``flowpace`` and ``flowpace_reference`` are then the code under test."""
+
+
+def is_flowpace_clone(root: Path) -> bool:
+    """
+    Return whether ``root`` is a clone of flowpace.
+
+    Its pyproject names the project ``flowpace``, and it holds the implementation, the
+    reference model and the tests.
+    """
+    try:
+        with (root / "pyproject.toml").open("rb") as config:
+            name = tomllib.load(config).get("project", {}).get("name")
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+    trees = ("impl/flowpace", "reference/flowpace_reference", "tests")
+    return name == "flowpace" and all((root / tree).is_dir() for tree in trees)
+
+
+def is_campaign(root: Path) -> bool:
+    """Return whether ``root`` holds a whole campaign (`SHIPPED_ROOT_ITEMS`)."""
+    return all((root / item).exists() for item in SHIPPED_ROOT_ITEMS)
+
+
+# spec VER-5: the campaign is found from flowpace's own location, never the cwd.
+def find_campaign(package: Path = PACKAGE_DIR) -> CampaignSource:
+    """
+    Return the campaign of the ``flowpace`` package at ``package``.
+
+    The clone it is part of (``package`` is its ``impl/flowpace``) if that tree is flowpace's
+    own, else the campaign shipped in the package. Where the command runs from plays no part:
+    another project's ``tests`` are never taken for flowpace's. Raise CampaignNotFoundError if
+    there is neither.
+    """
+    clone = package.parent.parent
+    if package == clone / "impl" / "flowpace" and is_flowpace_clone(clone):
+        return CampaignSource(clone, shipped=False)
+    shipped = package / SHIPPED_CAMPAIGN
+    if is_campaign(shipped):
+        return CampaignSource(shipped, shipped=True)
+    raise CampaignNotFoundError(
+        f"no campaign found: {package} is not part of a clone of flowpace and ships no "
+        f"campaign ({SHIPPED_CAMPAIGN}/); reinstall flowpace from its wheel"
     )
 
 
@@ -197,10 +265,15 @@ def check_environment(
 ) -> dict[str, str]:
     """Return the environment of a check's process: the profile, the source trees, the stats."""
     env = dict(os.environ)
-    paths = [str(root / "impl"), str(root / "reference"), str(root / "tests")]
+    # A shipped campaign has only tests/: the code under test is then the installed packages.
+    trees = [root / tree for tree in ("impl", "reference", "tests")]
+    paths = [str(tree) for tree in trees if tree.is_dir()]
     env["PYTHONPATH"] = os.pathsep.join([*paths, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env[PROFILE_ENV] = profile
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    # Only the plugin the checks use (`pytest_command`): whatever else the environment has
+    # installed (another project's plugins, a reseeding one) stays out of the campaign.
+    env[NO_PLUGIN_AUTOLOAD] = "1"
     env.pop(STATS_ENV, None)
     env.pop(PLANTED_ENV, None)
     if stats is not None:
@@ -209,9 +282,45 @@ def check_environment(
     return env
 
 
-def pytest_command(tests: Iterable[str], *, seed: int | None = None) -> list[str]:
-    """Return the command that runs ``tests`` with pytest in this interpreter."""
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests]
+NO_PLUGIN_AUTOLOAD: Final = "PYTEST_DISABLE_PLUGIN_AUTOLOAD"
+HYPOTHESIS_PLUGIN: Final = "_hypothesis_pytestplugin"
+"""Hypothesis's pytest plugin, loaded by name since the checks' processes load none by
+themselves (`NO_PLUGIN_AUTOLOAD`)."""
+
+STORAGE_ENV: Final = "HYPOTHESIS_STORAGE_DIRECTORY"
+"""Where Hypothesis keeps its example database (default: ``.hypothesis`` in the working
+directory, which for a shipped campaign is inside the installed package)."""
+
+
+def shipped_storage() -> dict[str, str]:
+    """
+    Return the environment that keeps a shipped campaign's Hypothesis examples out of the package.
+
+    In the user's cache (``$XDG_CACHE_HOME/flowpace/hypothesis``), unless `STORAGE_ENV` is set.
+    """
+    if os.environ.get(STORAGE_ENV):
+        return {}
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return {STORAGE_ENV: str(cache / "flowpace" / "hypothesis")}
+
+
+def pytest_command(
+    tests: Iterable[str], *, seed: int | None = None, root: Path | None = None
+) -> list[str]:
+    """
+    Return the command that runs ``tests`` with pytest in this interpreter.
+
+    It loads Hypothesis's plugin by name: run it in `check_environment`'s environment, where
+    pytest loads no other plugin by itself (loaded twice, it would refuse to start). With
+    ``root``, pytest takes its configuration from ``root/pyproject.toml`` and nowhere
+    else: a shipped campaign inside another project's virtual environment must not pick up
+    that project's configuration.
+    """
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    command.extend(["-p", HYPOTHESIS_PLUGIN])
+    if root is not None:
+        command.extend(["-c", str(root / "pyproject.toml"), f"--rootdir={root}"])
+    command.extend(tests)
     if seed is not None:
         command.append(f"--hypothesis-seed={seed}")
     return command
@@ -328,19 +437,48 @@ def apply_bug(bug: PlantedBug, root: Path) -> None:
         target.write_text(text.replace(hunk.old, hunk.new), encoding="utf-8")
 
 
-COPIED: Final = ("impl", "reference", "tests", "pyproject.toml")
-"""What a copy for a planted bug holds: the code, the tests, and pytest's configuration."""
+SHIPPED_DATA: Final = frozenset({SHIPPED_CAMPAIGN, "spec"})
+"""What an installed ``flowpace`` holds besides its code (the campaign and the spec)."""
+
+
+def code_trees(root: Path) -> dict[str, Path]:
+    """
+    Return the code a copy of the campaign at ``root`` tests, by its place in the copy.
+
+    A clone's own ``impl`` and ``reference``. For a shipped campaign, the installed packages
+    it was shipped with: the planted bugs' patches name their files as in a clone
+    (``impl/flowpace/...``, ``reference/flowpace_reference/...``), so the copy lays them out
+    the same way.
+    """
+    if (root / "impl").is_dir():
+        return {"impl": root / "impl", "reference": root / "reference"}
+    reference = importlib.util.find_spec("flowpace_reference")
+    locations = reference.submodule_search_locations if reference else None
+    if not locations:
+        raise PatchError("flowpace_reference is not installed beside flowpace")
+    return {
+        "impl/flowpace": root.parent,
+        "reference/flowpace_reference": Path(next(iter(locations))),
+    }
 
 
 def copy_project(root: Path, destination: Path) -> None:
-    """Copy the code, tests and configuration of ``root`` into ``destination``."""
+    """Copy the code, tests and configuration of the campaign at ``root`` into ``destination``."""
     ignore = shutil.ignore_patterns("__pycache__", ".hypothesis", "*.pyc", "benchmarks")
-    for name in COPIED:
+    for name in ("tests", "pyproject.toml"):
         source = root / name
         if source.is_dir():
             shutil.copytree(source, destination / name, ignore=ignore)
         else:
             shutil.copy2(source, destination / name)
+    for place, source in code_trees(root).items():
+
+        def without_data(directory: str, names: list[str], top: Path = source) -> set[str]:
+            # The installed package's campaign and spec are data, not code under test.
+            shipped = SHIPPED_DATA if Path(directory) == top else set()
+            return ignore(directory, names) | (set(names) & shipped)
+
+        shutil.copytree(source, destination / place, ignore=without_data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,6 +510,7 @@ def hunt_order(bug: PlantedBug, checks: Sequence[Check] = HYPOTHESIS_CHECKS) -> 
     return sorted(checks, key=lambda check: check.name != bug.found_by)
 
 
+# spec VER-4: hunts are derandomised, whatever the campaign's profile.
 HUNT_PROFILE: Final = "ci"
 """The profile every hunt runs under: derandomized, so a hunt finds its bug on every run."""
 
@@ -385,7 +524,10 @@ def hunt(
     timeout: float = 900.0,
 ) -> Hunt:
     """
-    Plant ``bug`` in a copy of the project and run ``checks`` on it until one fails.
+    Plant ``bug`` in a copy of the campaign at ``root`` and run ``checks`` on it until one fails.
+
+    The copy holds the campaign's tests and the code they test (`code_trees`: a clone's, or the
+    installed packages for a shipped campaign).
 
     The check its patch names as ``Found-by`` runs first. A check *detects* the bug when it
     fails with a falsifying example; a failure without one (an import error, a broken patch)
@@ -411,7 +553,7 @@ def hunt(
         for check in hunt_order(bug, checks):
             try:
                 done = subprocess.run(  # noqa: S603  # our own interpreter and test files
-                    [*pytest_command(check.tests), "-x"],
+                    [*pytest_command(check.tests, root=copy), "-x"],
                     cwd=copy,
                     env=env,
                     capture_output=True,
@@ -504,11 +646,40 @@ class Campaign:
     out: TextIO = sys.stdout
     lock: threading.Lock = field(default_factory=threading.Lock)
     """Guards the output and the progress display's bookkeeping."""
+    shipped: bool = False
+    """Whether ``root`` is the campaign shipped in the installed package (else a clone)."""
 
     def say(self, line: str) -> None:
         """Print one progress line (from any worker thread)."""
         with self.lock:
             print(line, file=self.out, flush=True)
+
+    def environment(self, stats: Path | None) -> dict[str, str]:
+        """Return the environment of one of this campaign's check processes."""
+        extra = shipped_storage() if self.shipped else {}
+        return check_environment(self.root, self.profile, stats=stats, **extra)
+
+    def command(self, tail: str) -> str:
+        """
+        Return how to run ``tail`` (``pytest ...``, ``python ...``, ``flowpace ...``) by hand.
+
+        From a clone, under ``uv run`` there; from an installed package, with its interpreter
+        in the shipped campaign's directory, as the campaign ran it.
+        """
+        if not self.shipped:
+            return f"{PROFILE_ENV}={self.profile} uv run {tail}"
+        program, _, arguments = tail.partition(" ")
+        if program == "flowpace":
+            return f"{shlex.quote(str(Path(sys.executable).parent / 'flowpace'))} {arguments}"
+        settings = {PROFILE_ENV: self.profile}
+        if program == "pytest":
+            # As the check ran: its example database, and no plugin but Hypothesis's.
+            settings.update({**shipped_storage(), NO_PLUGIN_AUTOLOAD: "1"})
+            plugins = f"-p no:cacheprovider -p {HYPOTHESIS_PLUGIN}"
+            arguments = f"-m pytest {plugins} -c pyproject.toml {arguments}"
+        env = " ".join(f"{name}={shlex.quote(value)}" for name, value in settings.items())
+        python = shlex.quote(sys.executable)
+        return f"cd {shlex.quote(str(self.root))} && {env} {python} {arguments}"
 
 
 def run_conformance(campaign: Campaign) -> Outcome:
@@ -532,7 +703,8 @@ def run_conformance(campaign: Campaign) -> Outcome:
         outcome.conclude(FAILED)
         shown = ", ".join(f"{name} [{target}]" for name, target in failures[:5])
         outcome.notes.append(f"{len(failures)} traces differ: {shown}")
-        outcome.recipe.append(f"uv run flowpace replay --target both {VECTORS}")
+        vectors_path = campaign.root / VECTORS if campaign.shipped else VECTORS
+        outcome.recipe.append(campaign.command(f"flowpace replay --target both {vectors_path}"))
     return outcome
 
 
@@ -557,6 +729,7 @@ TIMED_OUT: Final = 124
 """The status `run_process` gives a process it stopped at the safety net (as timeout(1) does)."""
 
 
+# spec VER-1, VER-3: only a test that failed is a failure; a safety net is incomplete.
 def pytest_verdict(status: int, log: str) -> tuple[str, str]:
     """
     Return the verdict of one pytest process of a check, and why.
@@ -568,7 +741,7 @@ def pytest_verdict(status: int, log: str) -> tuple[str, str]:
     if status == 0:
         return PASSED, ""
     if "No module named pytest" in log:
-        return INCOMPLETE, "pytest is not installed (uv sync installs it with the dev group)"
+        return INCOMPLETE, f"pytest is not installed: {INSTALL_EXTRA}"
     if status == 1:
         return FAILED, _failure_reason(log)
     if status == TIMED_OUT:
@@ -588,8 +761,8 @@ def run_pytest_check(campaign: Campaign, check: Check) -> Outcome:
     stats = [campaign.logs / f"{check.name}-{index}.stats.jsonl" for index in range(len(seeds))]
 
     def one_shard(index: int) -> tuple[int, str]:
-        command = pytest_command(check.tests, seed=seeds[index])
-        env = check_environment(campaign.root, campaign.profile, stats=stats[index])
+        command = pytest_command(check.tests, seed=seeds[index], root=campaign.root)
+        env = campaign.environment(stats[index])
         return run_process(command, campaign, env)
 
     with ThreadPoolExecutor(max_workers=shards) as pool:
@@ -657,7 +830,7 @@ def _replay_recipe(
     """Return how to replay a failing check: its command, the failing example, the log."""
     seeded = "" if seed is None else f" --hypothesis-seed={seed}"
     tests = " ".join(check.tests)
-    recipe = [f"{PROFILE_ENV}={campaign.profile} uv run pytest {tests}{seeded}"]
+    recipe = [campaign.command(f"pytest {tests}{seeded}")]
     blobs = {_unprefixed(line) for line in log.splitlines() if "@reproduce_failure" in line}
     recipe.extend(sorted(blobs))
     example = _falsifying_example(log)
@@ -727,10 +900,13 @@ def run_planted_bugs(campaign: Campaign) -> Outcome:
         outcome.notes.append(f"{result.bug.name}: {said} ({why})")
         log_path = campaign.logs / f"planted-{result.bug.name}.log"
         log_path.write_text(result.log, encoding="utf-8")
-        outcome.recipe.append(
-            f"{PROFILE_ENV}={campaign.profile} uv run pytest tests/test_planted_bugs.py "
-            f"-k {result.bug.name}   (last output: {log_path})"
+        # tests/test_planted_bugs.py hunts one bug by name; it is not shipped in the package.
+        rerun = (
+            "flowpace verify --only planted-bugs"
+            if campaign.shipped
+            else f"pytest tests/test_planted_bugs.py -k {result.bug.name}"
         )
+        outcome.recipe.append(f"{campaign.command(rerun)}   (last output: {log_path})")
     if not bugs:
         outcome.conclude(FAILED)
         outcome.notes.append(f"no patch in {PLANTED_BUGS}")
@@ -738,15 +914,11 @@ def run_planted_bugs(campaign: Campaign) -> Outcome:
 
 
 def run_symbolic(campaign: Campaign) -> Outcome:
-    """Run the CrossHair checks of ``flowpace.symbolic``, if the module exists."""
+    """Run the CrossHair checks of ``flowpace.symbolic`` on the model."""
     outcome = Outcome("symbolic", "CrossHair contracts of the model")
-    if not (campaign.root / SYMBOLIC_MODULE).is_file():
-        outcome.notes.append(f"skipped: {SYMBOLIC_MODULE} does not exist yet")
-        return outcome
     started = time.monotonic()
     command = [sys.executable, "-m", "flowpace.symbolic", "--jobs", str(campaign.workers)]
-    env = check_environment(campaign.root, campaign.profile, stats=None)
-    status, log = run_process(command, campaign, env)
+    status, log = run_process(command, campaign, campaign.environment(None))
     outcome.seconds = time.monotonic() - started
     log_path = campaign.logs / "symbolic.log"
     log_path.write_text(log, encoding="utf-8")
@@ -765,7 +937,7 @@ def run_symbolic(campaign: Campaign) -> Outcome:
     if status != 0:
         outcome.recipe.extend(
             [
-                f"{PROFILE_ENV}={campaign.profile} uv run python -m flowpace.symbolic --verbose",
+                campaign.command("python -m flowpace.symbolic --verbose"),
                 f"full output: {log_path}",
             ]
         )
@@ -788,6 +960,8 @@ def run_campaign(campaign: Campaign) -> list[Outcome]:
         f"flowpace verify: profile {campaign.profile}, {campaign.workers} worker(s), "
         f"{campaign.shards} shard(s); logs in {campaign.logs}"
     )
+    kind = "shipped in the installed package" if campaign.shipped else "of the clone"
+    campaign.say(f"campaign {kind}: {campaign.root}")
     started = time.monotonic()
     running: dict[str, float] = {}
     done = threading.Event()
@@ -931,17 +1105,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers",
         type=positive_int,
         default=min(os.cpu_count() or 1, 2),
+        metavar="N",
         help="checks (and planted-bug hunts) run side by side (default: 2, or 1 on one core)",
     )
     parser.add_argument(
         "--shards",
         type=positive_int,
         default=1,
+        metavar="K",
         help="processes per Hypothesis check, each with its own seed (not under ci)",
     )
     parser.add_argument(
         "--database",
         default=None,
+        metavar="DIR_OR_URL",
         help="a shared Hypothesis example database: a directory, or redis://host:port/db "
         f"(sets ${DATABASE_ENV})",
     )
@@ -950,7 +1127,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         choices=CHECK_NAMES,
         default=[],
-        help="run only this check (repeatable)",
+        metavar="CHECK",
+        help=f"run only this check (repeatable): {', '.join(CHECK_NAMES)}",
     )
     parser.add_argument(
         "--symbolic",
@@ -961,6 +1139,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--timeout",
         type=positive_seconds,
         default=1_800.0,
+        metavar="SECONDS",
         help="safety net: wall-clock seconds one check process may take before it is stopped "
         "and the check counted incomplete (default 1800; no default run comes near it)",
     )
@@ -968,6 +1147,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 USAGE_ERROR: Final = 2
 """The exit status of a command line that cannot be run as given (argparse's)."""
+
+TOOLS: Final = {
+    **{check.name: ("pytest", "hypothesis") for check in HYPOTHESIS_CHECKS},
+    "planted-bugs": ("pytest", "hypothesis"),
+    "symbolic": ("crosshair",),
+}
+"""The modules each check needs beyond flowpace (the ``verify`` extra); conformance needs none."""
+
+INSTALL_EXTRA: Final = 'pip install "flowpace[verify]"'
+"""How to install what the checks need (pytest, Hypothesis, CrossHair)."""
+
+EXTRA_MISSING: Final = f"flowpace verify needs the verify extra: {INSTALL_EXTRA}"
+"""What the command says, in one line, when a check it was asked to run lacks its tools."""
+
+
+# spec VER-6: a missing tool is one line and exit 3, before anything runs.
+def missing_tools(checks: Iterable[str]) -> list[str]:
+    """Return the modules the ``checks`` need that cannot be imported here, in a stable order."""
+    needed = dict.fromkeys(tool for check in checks for tool in TOOLS.get(check, ()))
+    return [tool for tool in needed if importlib.util.find_spec(tool) is None]
+
+
+def selected(args: argparse.Namespace) -> tuple[str, ...]:
+    """Return the checks the parsed ``args`` select (every check unless told)."""
+    return ("symbolic",) if args.symbolic else tuple(args.only)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -980,18 +1184,31 @@ def main(args: argparse.Namespace) -> int:
             f"choose one of {', '.join(PROFILES)}\n"
         )
         return USAGE_ERROR
+    try:
+        source = find_campaign()
+    except CampaignNotFoundError as error:
+        sys.stderr.write(f"flowpace verify: {error}\n")
+        return EXIT_STATUS[INCOMPLETE]
+    only = selected(args)
+    missing = missing_tools(only or CHECK_NAMES)
+    if missing:
+        # Nothing could be learnt: incomplete, said at once rather than by every check later.
+        hint = "; in a clone, uv sync installs them" if not source.shipped else ""
+        sys.stderr.write(f"{EXTRA_MISSING} (missing: {', '.join(missing)}{hint})\n")
+        return EXIT_STATUS[INCOMPLETE]
     if args.database:
         os.environ[DATABASE_ENV] = args.database
     # Logs outlive a failing run, so that its replay recipe can point at them.
     logs = Path(tempfile.mkdtemp(prefix="flowpace-verify-"))
     campaign = Campaign(
-        root=project_root(),
+        root=source.root,
         profile=profile,
         workers=max(args.workers, 1),
         shards=max(args.shards, 1),
-        only=("symbolic",) if args.symbolic else tuple(args.only),
+        only=only,
         logs=logs,
         timeout=args.timeout,
+        shipped=source.shipped,
     )
     started = time.monotonic()
     outcomes = run_campaign(campaign)
