@@ -172,7 +172,7 @@ def test_a_missing_crosshair_leaves_the_run_incomplete(monkeypatch: pytest.Monke
     monkeypatch.setattr("flowpace.symbolic.crosshair_installed", lambda: False)
     report = run_symbolic_checks(1.0, targets=MODEL_TARGETS)
     assert report.verdict == INCOMPLETE
-    assert "crosshair-tool" in report.summary()
+    assert 'pip install "flowpace[verify]"' in report.summary()
 
 
 def test_the_command_exits_3_when_incomplete_and_2_on_bad_usage() -> None:
