@@ -198,8 +198,9 @@ PLANTED = {
         "transitions.py",
         "if not cold_start and debt_mu <= threshold_milli_units(config.bp_soft_debt_units):",
         "if not cold_start and debt_mu < threshold_milli_units(config.bp_soft_debt_units):",
-        ["flowpace_reference.symbolic.foreground_delay_bounds", "--analysis_kind=asserts"],
-        "foreground_delay_bounds",
+        # The regime choice states INV-3 as its contract (LEM-6): the bug breaks it at soft.
+        ["flowpace_reference.transitions.regime_at"],
+        "regime_at",
     ),
     # spec AR-1: a product saturates at u64::MAX; it never wraps.
     "wrapping-product": (
