@@ -328,17 +328,11 @@ class TraceRecorder:
 
     def _state_json(self, state: ControllerState) -> JsonObject:
         """Return ``state`` as a trace's ``state`` field, times since the recording started."""
-        return {
-            "debt_bytes": state.debt_bytes,
-            "io_bps_ewma": state.io_bps_ewma,
-            "e2e_bps_ewma": state.e2e_bps_ewma,
-            "io_sample_count": state.io_sample_count,
-            "adaptive_floor_bps": state.adaptive_floor_bps,
-            "teardown_bypass_scopes": state.teardown_bypass_scopes,
-            "arena_starving_scopes": state.arena_starving_scopes,
-            "idle_since": self._trace_time(state.idle_since),
-            "next_flush_at": self._trace_time(state.next_flush_at),
-        }
+        # Every field of the state, as replay compares them; only the two times are shifted.
+        fields_json: JsonObject = {f.name: getattr(state, f.name) for f in fields(state)}
+        fields_json["idle_since"] = self._trace_time(state.idle_since)
+        fields_json["next_flush_at"] = self._trace_time(state.next_flush_at)
+        return fields_json
 
     def _task_json(self, task: TaskState) -> JsonObject:
         """Return ``task`` as a trace's ``task`` field."""
