@@ -211,9 +211,11 @@ class FlowTask:
         """
         try:
             if self._done:
-                return  # settled, or never charged
+                return  # settled
         except AttributeError:
-            return  # forged: it holds no charge (and `try` is cheaper than getattr here)
+            # `_done` is set only once the charge is made (HARD-10): a task whose enqueue was
+            # rejected, or a forged one, owes nothing.
+            return
         owner = self._owner
         charge = self._actual
         if charge is None:
@@ -494,7 +496,6 @@ class FlowController:
         task._io_micros = 0  # noqa: SLF001
         task._outcome = _UNKNOWN  # noqa: SLF001
         task._force_bypass = False  # noqa: SLF001
-        task._done = True  # noqa: SLF001 - until charged: a rejected task owes nothing (HARD-10)
         lock = self._state_lock
         with lock:  # `with`, not acquire(): see the module docstring
             debt = self._debt + est_bytes
