@@ -340,11 +340,11 @@ def error_result(error: BaseException) -> tuple[str, str]:
 
 
 ForegroundResult: TypeAlias = tuple[int, int, tuple[Emission, ...]]
-"""What a foreground write shows: (returned delay µs, nanoseconds slept, emissions)."""
+"""What a foreground write shows: (returned delay ns, nanoseconds slept, emissions)."""
 
 FlushResult: TypeAlias = tuple[int, int, tuple[Emission, ...]]
 """What a flush shows: (returned value, nanoseconds slept, emissions); the blocking form returns
-the µs it slept, the non-blocking form the ns to wait (and sleeps none)."""
+the ns it slept, the non-blocking form the ns to wait (and sleeps none): HARD-13."""
 
 
 class ControllerSpec:
@@ -483,7 +483,7 @@ class ControllerSpec:
             delay_ns = decision.delay_us * 1_000
             if name == "fg_write_nowait":
                 return state, (delay_ns, 0, decision.emissions)
-            return state, (decision.delay_us, delay_ns, decision.emissions)
+            return state, (delay_ns, delay_ns, decision.emissions)  # spec HARD-13: ns returned
         if name in SCOPES:
             return dataclasses.replace(state, controller=SCOPES[name](controller)), None
         number = _int(args[0])
@@ -610,7 +610,7 @@ def applied(state: ModelState, reading: int) -> ModelState:
 
 def flush_result(plan: FlushPlan) -> FlushResult:
     """Return what a blocking ``before_flush`` with ``plan`` shows its caller (spec FC-10)."""
-    return (plan.sleep_ns // 1_000, plan.sleep_ns, plan.emissions)
+    return (plan.sleep_ns, plan.sleep_ns, plan.emissions)  # spec HARD-13: ns returned
 
 
 def nowait_flush_result(plan: FlushPlan) -> FlushResult:

@@ -375,7 +375,7 @@ def test_a_pacing_sleep_holds_only_the_pacing_lock_and_blocks_only_flushers() ->
     waiter.join(timeout=BOUND_S)
     assert not sleeper.is_alive()
     assert not waiter.is_alive()
-    assert results == {"second": 500, "third": 500}
+    assert results == {"second": 500_000, "third": 500_000}  # ns (HARD-13): 500 us each
     assert clock.sleeps == (500_000, 500_000)
     assert ctl.snapshot().next_flush_at == 1_500_000  # three slots of 500 us from t = 0
     assert locks.breaches == []
@@ -445,7 +445,7 @@ def test_concurrent_blocking_flushers_are_serialised_one_slot_apart() -> None:
     ctl, clock, tasks = pacing_rig()
     slept: list[int] = []
     run_threads([partial(flush_all, ctl.before_flush, tasks[i::4], slept) for i in range(4)])
-    assert sorted(slept) == [0] + [100] * 39
+    assert sorted(slept) == [0] + [100_000] * 39  # ns (HARD-13): one 100 us slot apart
     assert clock.monotonic_ns() == 39 * 100_000
     assert ctl.snapshot().next_flush_at == 40 * 100_000
 

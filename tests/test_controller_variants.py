@@ -50,7 +50,7 @@ def test_a_delayed_write_sleeps_the_models_delay_then_reports_it() -> None:
     pile_debt(rig.ctl, 2_000)  # 3 100 bytes: above soft, below hard
     expected = model_delay_us(rig.ctl, 700)
     assert expected > 0
-    assert rig.ctl.before_foreground_write(700) == expected
+    assert rig.ctl.before_foreground_write(700) == expected * 1_000  # ns (HARD-13)
     assert rig.clock.sleeps == (expected * 1_000,)
     assert metric_calls(rig.observer) == [
         ("counter", "FlowFgDelay", 1),
@@ -87,7 +87,7 @@ def test_the_async_write_awaits_the_delay_then_reports_it() -> None:
     ctl.on_enqueue_est(9_000)  # cold start, above the fail-safe (8 units): delayed
     expected = model_delay_us(ctl, 300)
     assert expected > 0
-    assert asyncio.run(ctl.before_foreground_write_async(300)) == expected
+    assert asyncio.run(ctl.before_foreground_write_async(300)) == expected * 1_000  # ns
     assert awaited == [(expected * 1_000, 0)]
     assert clock.monotonic_ns() == expected * 1_000
     assert len(observer.calls) == 2
@@ -144,7 +144,7 @@ def test_async_flushes_await_their_slots() -> None:
     async def flush_both() -> list[int]:
         return [await ctl.before_flush_async(task) for task in tasks]
 
-    assert asyncio.run(flush_both()) == [0, 1_000]
+    assert asyncio.run(flush_both()) == [0, 1_000_000]  # ns (HARD-13)
     assert clock.sleeps == (1_000_000,)
     assert ctl.snapshot().next_flush_at == 2_000_000  # the second slot ends 1 ms after the first
     assert len(observer.calls) == 2
@@ -155,7 +155,7 @@ def test_a_blocking_flush_sleeps_then_commits_against_the_state_at_commit_time()
     ctl, clock, observer, tasks = paced_rig()
     assert ctl.before_flush(tasks[0]) == 0
     assert ctl.snapshot().next_flush_at == 1_000_000
-    assert ctl.before_flush(tasks[1]) == 1_000
+    assert ctl.before_flush(tasks[1]) == 1_000_000  # ns (HARD-13)
     assert clock.sleeps == (1_000_000,)
     assert ctl.snapshot().next_flush_at == 2_000_000
     assert [call.metric for call in observer.calls] == [
@@ -190,7 +190,7 @@ def test_the_noop_observer_is_the_default_and_ignores_everything() -> None:
     NoopObserver().histogram(Metric.FG_DELAY_MICROS, 1)
     ctl = FlowController(PRIMED, clock=ManualClock())
     ctl.on_enqueue_est(20_000)
-    assert ctl.before_foreground_write(1) == 50_000
+    assert ctl.before_foreground_write(1) == 50_000_000  # ns: 50 ms
 
 
 class FailingObserver(RecordingObserver):

@@ -558,7 +558,7 @@ def test_a_failing_observer_is_isolated_logged_and_counted(
     ctl, clock = primed(observer=observer)
     ctl.on_enqueue_est(10_000)  # above stop
     with caplog.at_level(logging.WARNING, logger="flowpace"):
-        assert ctl.before_foreground_write(1) == 50_000
+        assert ctl.before_foreground_write(1) == 50_000_000  # ns (HARD-13): 50 ms
     assert clock.sleeps == (50_000_000,)
     assert [call.metric for call in observer.calls] == [Metric.FG_DELAY, Metric.FG_DELAY_MICROS]
     assert ctl.observer_failures == 2
@@ -625,9 +625,9 @@ def test_a_failing_observer_is_isolated_in_the_async_forms_too() -> None:
     ctl, _ = primed(clock=clock, observer=DownObserver(), async_sleep=clock.async_sleep_ns)
     first, second = ctl.on_enqueue_est(100), ctl.on_enqueue_est(100)
     assert run(ctl.before_flush_async(first)) == 0
-    assert run(ctl.before_flush_async(second)) == 100
+    assert run(ctl.before_flush_async(second)) == 100_000  # ns: 100 us
     ctl.on_enqueue_est(10_000)
-    assert run(ctl.before_foreground_write_async(1)) == 50_000
+    assert run(ctl.before_foreground_write_async(1)) == 50_000_000  # ns: 50 ms
     assert ctl.observer_failures == 4
 
 

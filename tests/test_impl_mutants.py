@@ -273,7 +273,7 @@ def test_fc10_a_blocking_flush_behind_a_far_deadline_commits_after_the_deadline(
     state = ctl.snapshot()
     plan = model.plan_flush(ctl.config, state, tasks[2].snapshot(), 0)
     expected = model.commit_flush(state, plan, plan.sleep_ns)
-    assert ctl.before_flush(tasks[2]) == MAX_SLEEP_NS // 1_000
+    assert ctl.before_flush(tasks[2]) == MAX_SLEEP_NS  # ns (HARD-13)
     assert clock.sleeps == (MAX_SLEEP_NS,)
     assert ctl.snapshot() == expected
     assert expected.next_flush_at == 3 * MAX_SLEEP_NS
@@ -283,13 +283,13 @@ def test_fc10_a_blocking_flush_behind_a_far_deadline_commits_after_the_deadline(
 
 
 def test_fc10_a_sleep_of_1500_ns_reports_one_whole_microsecond() -> None:
-    # spec FC-10: the histogram gets micros(sleep_ns), the planned sleep in whole microseconds,
-    # and the async flush returns the same whole microseconds: 1 500 ns is 1 us, not 1.5.
+    # spec FC-10: the histogram gets micros(sleep_ns), the planned sleep in whole microseconds:
+    # 1 500 ns is 1 us, not 1.5; spec HARD-13: the async flush returns the sleep exactly, in ns.
     ctl, clock, observer, tasks = slow_disk_tasks(2)
     assert ctl.before_flush_nowait(tasks[0]) == 0  # deadline at 1 ms
     clock.advance_ns(MAX_SLEEP_NS - 1_500)
     waited = asyncio.run(ctl.before_flush_async(tasks[1]))
-    assert (waited, type(waited)) == (1, int)
+    assert (waited, type(waited)) == (1_500, int)
     assert clock.sleeps == (1_500,)
     assert metric_calls(observer) == [
         (Metric.FLUSH_PACING_SLEEP, 1),

@@ -33,7 +33,7 @@ def test_every_observer_gets_every_call_in_order() -> None:
     ctl.on_mark_done(task)
     ctl.on_enqueue_est(2_000)
 
-    assert ctl.before_foreground_write(500) == 1_000
+    assert ctl.before_foreground_write(500) == 1_000_000  # ns (HARD-13): 1 000 us
 
     expected = (
         Emission(MetricKind.COUNTER, Metric.FG_DELAY, 1),

@@ -56,7 +56,7 @@ def test_a_foreground_delay_is_a_histogram_in_seconds() -> None:
     """Spec OBS-1, OBS-2: a 1 000 us delay is 0.001 s, unit s, in the (0.0005, 0.001] bucket."""
     ctl, _, _, reader = rig()
     ctl.on_enqueue_est(2_000)
-    assert ctl.before_foreground_write(500) == 1_000
+    assert ctl.before_foreground_write(500) == 1_000_000  # ns (HARD-13): 1 000 us
 
     metric = collected(reader)["flowpace.foreground.delay"]
     (point,) = metric.data.data_points
@@ -74,7 +74,7 @@ def test_a_pacing_sleep_and_the_bypasses() -> None:
     ctl, _, _, reader = rig()
     first, second = ctl.on_enqueue_est(100), ctl.on_enqueue_est(100)
     ctl.before_flush(first)
-    assert ctl.before_flush(second) == 100
+    assert ctl.before_flush(second) == 100_000  # ns: 100 us
     with ctl.teardown_bypass():
         ctl.before_flush(first)
     with ctl.arena_starving():

@@ -55,7 +55,7 @@ def test_a_foreground_delay_is_exported_in_seconds() -> None:
     ctl, _ = warm_controller(observer)
     ctl.on_enqueue_est(2_000)  # 2 units, above soft (1)
 
-    assert ctl.before_foreground_write(500) == 1_000
+    assert ctl.before_foreground_write(500) == 1_000_000  # ns (HARD-13): 1 000 us
 
     got = samples(registry)
     assert got["flowpace_foreground_delay_seconds_count", ()] == 1
@@ -86,7 +86,7 @@ def test_a_pacing_sleep_and_the_bypasses_are_exported() -> None:
     ctl, _ = warm_controller(observer)
     first, second = ctl.on_enqueue_est(100), ctl.on_enqueue_est(100)
     ctl.before_flush(first)  # sets the deadline 100 us ahead (100 bytes at 1 MB/s)
-    assert ctl.before_flush(second) == 100
+    assert ctl.before_flush(second) == 100_000  # ns: 100 us
     with ctl.teardown_bypass():
         ctl.before_flush(first)
         ctl.before_flush(second)

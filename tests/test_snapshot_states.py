@@ -141,8 +141,11 @@ def test_st1_a_controller_built_in_a_state_is_in_that_state_and_decides_as_the_m
     assert rig.ctl.snapshot() == rig.state
     decision = model.before_foreground_write(rig.config, rig.state, write_bytes)
     assert rig.ctl.before_foreground_write_nowait(write_bytes) == decision.delay_us * 1_000
-    assert run_coroutine(rig.ctl.before_foreground_write_async(write_bytes)) == decision.delay_us
-    assert rig.ctl.before_foreground_write(write_bytes) == decision.delay_us
+    # spec HARD-13: every form returns nanoseconds
+    assert run_coroutine(rig.ctl.before_foreground_write_async(write_bytes)) == (
+        decision.delay_us * 1_000
+    )
+    assert rig.ctl.before_foreground_write(write_bytes) == decision.delay_us * 1_000
     sleeps = (decision.delay_us * NANOS_PER_MICRO,) if decision.delay_us else ()
     event(f"delayed: {bool(decision.delay_us)}")
     assert rig.clock.sleeps == 2 * sleeps

@@ -22,7 +22,7 @@ measured disk rate. Every method is safe to call from any thread.
 (0, 1000000)
 >>> backlog = [ctl.on_enqueue_est(1_000) for _ in range(2)]  # 2 units of debt, above soft
 >>> ctl.before_foreground_write(500)        # 500 bytes at 1 MB/s, halved share: slept 1 ms
-1000
+1000000
 >>> [call.metric.value for call in observer.calls]
 ['FlowFgDelay', 'FlowFgDelayMicros']
 >>> backlog[0].mark_outcome(FlowOutcome.EMPTY)
@@ -54,7 +54,7 @@ specification, which ships in the package as ``flowpace/spec/`` (``flow-control.
 ``spec/``.
 """
 
-from flowpace.clock import Clock, SystemClock
+from flowpace.clock import Clock, Nanoseconds, SystemClock
 from flowpace.controller import FlowController, FlowTask
 from flowpace.observer import FanOutObserver, InMemoryObserver, NoopObserver, Observer
 from flowpace.options import FlowOptions
@@ -81,6 +81,7 @@ __all__ = [
     "FlowTask",
     "InMemoryObserver",
     "Metric",
+    "Nanoseconds",
     "NoopObserver",
     "Observer",
     "Outcome",

@@ -43,6 +43,10 @@ class Clock(Protocol):
         ...
 
 
+Nanoseconds: TypeAlias = int
+"""A duration in integer nanoseconds: the one unit every controller form takes and returns (spec
+HARD-13)."""
+
 AsyncSleep: TypeAlias = Callable[[int], Awaitable[None]]
 """Awaits a duration in nanoseconds without blocking the event loop's thread."""
 

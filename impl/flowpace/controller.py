@@ -58,6 +58,7 @@ from flowpace.clock import (
     SYSTEM_CLOCK,
     AsyncSleep,
     Clock,
+    Nanoseconds,
     asyncio_sleep_ns,
     checked_async_sleep,
     checked_clock,
@@ -621,9 +622,9 @@ class FlowController:
 
     # --- foreground backpressure --------------------------------------------------------------
 
-    def before_foreground_write(self, nbytes: int) -> int:
+    def before_foreground_write(self, nbytes: int) -> Nanoseconds:
         """
-        Sleep as backpressure requires before writing ``nbytes``; return microseconds slept.
+        Sleep as backpressure requires before writing ``nbytes``; return nanoseconds slept.
 
         Spec FC-6 to FC-8. The fast path, taken whenever the debt is in a zero-delay regime,
         checks the argument and reads one attribute: ``_fg_quiet``, an immutable `bool` that
@@ -636,9 +637,9 @@ class FlowController:
         if delay_us != 0:
             self._sleep(delay_us * _NANOS_PER_MICRO)
             self._emit_foreground_delay(delay_us)
-        return delay_us
+        return delay_us * _NANOS_PER_MICRO  # spec HARD-13: nanoseconds in every form
 
-    def before_foreground_write_nowait(self, nbytes: int) -> int:
+    def before_foreground_write_nowait(self, nbytes: int) -> Nanoseconds:
         """
         Return, in nanoseconds, how long a write of ``nbytes`` must wait; never sleep.
 
@@ -650,13 +651,13 @@ class FlowController:
             self._emit_foreground_delay(delay_us)
         return delay_us * _NANOS_PER_MICRO
 
-    async def before_foreground_write_async(self, nbytes: int) -> int:
-        """Await the backpressure delay before writing ``nbytes``; return microseconds waited."""
+    async def before_foreground_write_async(self, nbytes: int) -> Nanoseconds:
+        """Await the backpressure delay before writing ``nbytes``; return nanoseconds waited."""
         delay_us = self._foreground_delay_us(nbytes)
         if delay_us != 0:
             await self._async_sleep(delay_us * _NANOS_PER_MICRO)
             self._emit_foreground_delay(delay_us)
-        return delay_us
+        return delay_us * _NANOS_PER_MICRO  # spec HARD-13
 
     def _foreground_delay_us(self, nbytes: object) -> int:
         """Return the delay a write of ``nbytes`` takes now, microseconds (spec FC-6..8)."""
@@ -730,9 +731,9 @@ class FlowController:
 
     # --- flush pacing -----------------------------------------------------------------------
 
-    def before_flush(self, task: FlowTask) -> int:
+    def before_flush(self, task: FlowTask) -> Nanoseconds:
         """
-        Wait for the flush's pacing slot, unless it bypasses pacing; return microseconds slept.
+        Wait for the flush's pacing slot, unless it bypasses pacing; return nanoseconds slept.
 
         Spec FC-9, FC-10, DIV-6. A flush that bypasses pacing never waits for the pacing lock.
         A paced flush takes the pacing lock, then decides again and, behind a deadline in the
@@ -773,9 +774,9 @@ class FlowController:
             return 0
         if sleep_ns != 0:
             self._emit_pacing_sleep(sleep_ns)
-        return sleep_ns // _NANOS_PER_MICRO
+        return sleep_ns  # spec HARD-13: the sleep as planned, not rounded to microseconds
 
-    def before_flush_nowait(self, task: FlowTask) -> int:
+    def before_flush_nowait(self, task: FlowTask) -> Nanoseconds:
         """
         Reserve the flush's pacing slot and return, in nanoseconds, how long to wait; never sleep.
 
@@ -791,9 +792,9 @@ class FlowController:
             self._emit_pacing_sleep(sleep_ns)
         return sleep_ns
 
-    async def before_flush_async(self, task: FlowTask) -> int:
+    async def before_flush_async(self, task: FlowTask) -> Nanoseconds:
         """
-        Reserve the flush's slot as `before_flush_nowait`, await it; return us waited.
+        Reserve the flush's slot as `before_flush_nowait`, await it; return nanoseconds waited.
 
         Cancelled (or failing) while it waits, it gives its slot back before the exception
         propagates: the deadline moves back by its interval (spec HARD-4, DIV-7).
@@ -807,7 +808,7 @@ class FlowController:
                 self._give_back_slot(resets, interval_ns)
                 raise
             self._emit_pacing_sleep(sleep_ns)
-        return sleep_ns // _NANOS_PER_MICRO
+        return sleep_ns  # spec HARD-13
 
     def _give_back_slot(self, resets: int, interval_ns: int) -> None:
         """

@@ -44,7 +44,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, TypeAlias, TypeVar
 
-from flowpace.clock import SYSTEM_CLOCK, AsyncSleep, Clock, asyncio_sleep_ns
+from flowpace.clock import SYSTEM_CLOCK, AsyncSleep, Clock, Nanoseconds, asyncio_sleep_ns
 from flowpace.controller import FlowController, FlowTask
 from flowpace.observer import Observer
 from flowpace.options import FlowOptions
@@ -395,7 +395,7 @@ class TraceRecorder:
 
     # --- foreground backpressure -----------------------------------------------------------
 
-    def before_foreground_write(self, nbytes: int) -> int:
+    def before_foreground_write(self, nbytes: int) -> Nanoseconds:
         """Sleep as backpressure requires before writing ``nbytes`` (FC-6..8), recorded."""
         _check_int(nbytes, "nbytes")
         op: JsonObject = {"op": "fg_write", "bytes": nbytes}
@@ -403,10 +403,10 @@ class TraceRecorder:
             op,
             None,
             lambda: self._controller.before_foreground_write(nbytes),
-            lambda slept_us: slept_us * _NANOS_PER_MICRO,
+            lambda slept_ns: slept_ns,
         )
 
-    def before_foreground_write_nowait(self, nbytes: int) -> int:
+    def before_foreground_write_nowait(self, nbytes: int) -> Nanoseconds:
         """Return the nanoseconds a write must wait, recorded as an ``fg_write`` that slept."""
         _check_int(nbytes, "nbytes")
         op: JsonObject = {"op": "fg_write", "bytes": nbytes}
@@ -418,16 +418,16 @@ class TraceRecorder:
             waited=True,
         )
 
-    async def before_foreground_write_async(self, nbytes: int) -> int:
+    async def before_foreground_write_async(self, nbytes: int) -> Nanoseconds:
         """Await the backpressure delay before writing (recorded as the nowait variant)."""
         wait_ns = self.before_foreground_write_nowait(nbytes)
         if wait_ns != 0:
             await self._async_sleep(wait_ns)
-        return wait_ns // _NANOS_PER_MICRO
+        return wait_ns  # spec HARD-13
 
     # --- flush pacing ----------------------------------------------------------------------
 
-    def before_flush(self, task: RecordedTask) -> int:
+    def before_flush(self, task: RecordedTask) -> Nanoseconds:
         """Wait for the flush's pacing slot (spec FC-9, FC-10), recorded."""
         recorded = self._task_of(task, "before_flush")
         op: JsonObject = {"op": "before_flush", "task": recorded.task_id}
@@ -436,10 +436,10 @@ class TraceRecorder:
             op,
             recorded,
             lambda: self._controller.before_flush(inner),
-            lambda slept_us: slept_us * _NANOS_PER_MICRO,
+            lambda slept_ns: slept_ns,
         )
 
-    def before_flush_nowait(self, task: RecordedTask) -> int:
+    def before_flush_nowait(self, task: RecordedTask) -> Nanoseconds:
         """Reserve the flush's slot; return the wait, recorded as a ``before_flush`` that slept."""
         recorded = self._task_of(task, "before_flush_nowait")
         op: JsonObject = {"op": "before_flush", "task": recorded.task_id}
@@ -452,12 +452,12 @@ class TraceRecorder:
             waited=True,
         )
 
-    async def before_flush_async(self, task: RecordedTask) -> int:
+    async def before_flush_async(self, task: RecordedTask) -> Nanoseconds:
         """Reserve the flush's slot and await it (recorded as the nowait variant)."""
         wait_ns = self.before_flush_nowait(task)
         if wait_ns != 0:
             await self._async_sleep(wait_ns)
-        return wait_ns // _NANOS_PER_MICRO
+        return wait_ns  # spec HARD-13
 
     # --- scopes ------------------------------------------------------------------------------
 

@@ -356,14 +356,14 @@ class ImplTarget:
         """Return the answer to one operation line, or the error it raised."""
         task_id = integer(op, "task") if "task" in op else None
         calls_before = len(self.observer.calls)
-        slept_us = 0
+        slept_ns = 0
         answer: JsonObject = {"op": op["op"]}
         try:
-            slept_us = self._perform(op, task_id)
+            slept_ns = self._perform(op, task_id)
         except (TypeError, ValueError, RuntimeError, OverflowError) as error:
             answer["error"] = type(error).__name__
         answer.update(
-            slept_us=slept_us,
+            slept_us=slept_ns // NANOS_PER_MICRO,  # the trace format's unit, as the model's
             now_ns=self.clock.monotonic_ns(),
             state=state_json(self.controller.snapshot()),
             metrics=emissions_json(self.observer.calls[calls_before:]),
@@ -373,7 +373,7 @@ class ImplTarget:
         return answer
 
     def _perform(self, op: JsonObject, task_id: int | None) -> int:
-        """Apply ``op`` through the controller's public API; return the microseconds slept."""
+        """Apply ``op`` through the controller's public API; return the nanoseconds slept."""
         name, ctl = op["op"], self.controller
         if name == "advance":
             self.clock.advance_ns(integer(op, "us") * NANOS_PER_MICRO)
