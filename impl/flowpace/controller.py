@@ -41,13 +41,12 @@ import os
 import warnings
 import weakref
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
 from types import TracebackType
 from typing import Final, NamedTuple, NoReturn
 
 from flowpace import _rules
 from flowpace._rules import exact_int, shown
+from flowpace._scopes import ScopeContexts
 from flowpace._sync import (
     PACING_LOCK,
     STATE_LOCK,
@@ -294,7 +293,7 @@ class FlowTask:
         )
 
 
-class FlowController:
+class FlowController(ScopeContexts):
     """
     Debt-based foreground backpressure and flush pacing, safe to share between threads.
 
@@ -965,24 +964,6 @@ class FlowController:
         with self._state_lock:
             if self._starving != 0:
                 self._starving -= 1
-
-    @contextmanager
-    def teardown_bypass(self) -> Iterator[None]:
-        """Hold a teardown scope open for the body of a ``with`` statement (spec FC-11)."""
-        self.enter_teardown_bypass()
-        try:
-            yield
-        finally:
-            self.leave_teardown_bypass()
-
-    @contextmanager
-    def arena_starving(self) -> Iterator[None]:
-        """Hold an arena-starvation scope open for the body of a ``with`` (spec FC-11)."""
-        self.enter_arena_starving()
-        try:
-            yield
-        finally:
-            self.leave_arena_starving()
 
     # --- reading the state --------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, TypeAlias, TypeVar
 
+from flowpace._scopes import ScopeContexts
 from flowpace.clock import SYSTEM_CLOCK, AsyncSleep, Clock, Nanoseconds, asyncio_sleep_ns
 from flowpace.controller import FlowController, FlowTask
 from flowpace.observer import Observer
@@ -211,7 +212,7 @@ class RecordedTask:
         return f"<RecordedTask {self.task_id} {self._task!r}>"
 
 
-class TraceRecorder:
+class TraceRecorder(ScopeContexts):
     """
     A `FlowController` that records every operation in the replay format (spec OBS-7, OBS-8).
 
@@ -481,24 +482,6 @@ class TraceRecorder:
     def leave_arena_starving(self) -> None:
         """Close an arena-starvation scope (spec FC-11), recorded."""
         self._scope("leave_starving")
-
-    @contextmanager
-    def teardown_bypass(self) -> Iterator[None]:
-        """Hold a teardown scope open for the body of a ``with`` statement (spec FC-11)."""
-        self.enter_teardown_bypass()
-        try:
-            yield
-        finally:
-            self.leave_teardown_bypass()
-
-    @contextmanager
-    def arena_starving(self) -> Iterator[None]:
-        """Hold an arena-starvation scope open for the body of a ``with`` (spec FC-11)."""
-        self.enter_arena_starving()
-        try:
-            yield
-        finally:
-            self.leave_arena_starving()
 
     # --- reading the state -------------------------------------------------------------------
 
