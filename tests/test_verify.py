@@ -35,12 +35,14 @@ from flowpace.verify import (
     CampaignSource,
     Outcome,
     PatchError,
+    PlantedBug,
     apply_bug,
     combined,
     copy_project,
     find_campaign,
     hunt,
     hunt_order,
+    hunt_schedule,
     is_flowpace_clone,
     load_planted_bugs,
     missing_tools,
@@ -202,6 +204,23 @@ def test_every_planted_bug_names_the_check_that_finds_it() -> None:
     # spec VER-4: each hunt is aimed, so the default run stays short and its time is stable.
     missing = [bug.name for bug in load_planted_bugs(ROOT) if not bug.found_by]
     assert not missing
+
+
+def test_the_slow_hunts_start_first_so_that_none_runs_alone_at_the_end() -> None:
+    # The interleavings hunts take about a minute each on a busy machine, the sequential ones
+    # seconds: started last, one long hunt would be the campaign's tail on its own.
+    def bug(name: str, found_by: str) -> PlantedBug:
+        return PlantedBug(name, name, "", (), found_by=found_by)
+
+    bugs = [
+        bug("a_quick", "sequential"),
+        bug("b_slow", "interleavings"),
+        bug("c_medium", "linearizability"),
+        bug("d_unaimed", ""),
+        bug("e_slow", "interleavings"),
+    ]
+    order = [planted.name for planted in hunt_schedule(bugs)]
+    assert order == ["b_slow", "e_slow", "c_medium", "a_quick", "d_unaimed"]
 
 
 def test_a_hunt_cut_short_is_incomplete_not_a_missed_bug() -> None:
