@@ -86,6 +86,21 @@ def test_seed_on_the_controller_decides_as_the_model(name: str) -> None:
     assert max(controller.debt_bytes) >= 48 * UNIT  # ... up to stop (FC-8)
 
 
+def test_extended_on_the_controller_decides_as_the_model() -> None:
+    # spec EXT-5 to EXT-7: the controller's nowait forms (decide_foreground_write,
+    # recheck_foreground_write) give the model's decisions, blocks at stop included.
+    stall = Disk(
+        steps=((0, scenarios.DISK_BPS), (SECOND, 0), (3 * SECOND // 2, scenarios.DISK_BPS))
+    )
+    scenario = short("overload-n16", 2 * SECOND, disk=stall, external=((SECOND, 6, 9 * UNIT),))
+    plant = dataclasses.replace(scenario.plant, stop_limit_us=200_000)  # blocks end in the run
+    controller = run(plant, "extended", 3)
+    model = run(plant, "extended-model", 3)
+    assert same(controller, model)
+    assert any(controller.adm_computed)  # the runs waited for their slots
+    assert controller.blocks  # ... and blocked at stop (EXT-7)
+
+
 def test_the_plant_keeps_the_controllers_debt() -> None:
     # spec INV-1: the plant's own account of the debt (what the stop metrics use) is the
     # controller's, and every byte admitted is flushed, owed, or in the active buffer.

@@ -861,7 +861,7 @@ class FlowController:
             assert type(decision) is ForegroundBlock  # noqa: S101 - the only other decision
             blocked_at = self._last_ns
             woken = self._ext_block(decision)
-            self._emit_foreground_delay((self._now() - blocked_at) // _NANOS_PER_MICRO)
+            self._emit_block(blocked_at)
             if not woken:
                 break  # EXT-7: timed out, the write proceeds
             decision = self._ext_decide(write_bytes)  # EXT-7: ask again, take a slot
@@ -895,6 +895,12 @@ class FlowController:
             finally:
                 self._ext_blocked -= 1
 
+    def _emit_block(self, blocked_at: int) -> None:
+        """Report the time a write was blocked at stop, if any (spec EXT-9)."""
+        blocked = self._now() - blocked_at
+        if blocked > 0:
+            self._emit_foreground_delay(blocked // _NANOS_PER_MICRO)
+
     def _ext_wake(self) -> None:
         """Wake every writer blocked at stop; state lock held (spec EXT-7)."""
         cond = self._ext_cond
@@ -924,7 +930,7 @@ class FlowController:
             assert type(decision) is ForegroundBlock  # noqa: S101 - the only other decision
             blocked_at = self._last_ns
             woken = await self._ext_block_async(decision)
-            self._emit_foreground_delay((self._now() - blocked_at) // _NANOS_PER_MICRO)
+            self._emit_block(blocked_at)
             if not woken:
                 break
             decision = self._ext_decide(write_bytes)

@@ -168,10 +168,14 @@ class Check:
 
 
 SEQUENTIAL: Final = Check(
-    "sequential", "implementation vs model, step by step", ("tests/test_stateful.py",)
+    "sequential",
+    "implementation vs model, step by step",
+    ("tests/test_stateful.py", "tests/test_extended.py"),  # the second: spec EXT-1..9
 )
 INTERLEAVINGS: Final = Check(
-    "interleavings", "drawn thread schedules, linearizable", ("tests/test_interleavings.py",)
+    "interleavings",
+    "drawn thread schedules, linearizable",
+    ("tests/test_interleavings.py", "tests/test_extended_threads.py"),  # the second: EXT-7
 )
 LINEARIZABILITY: Final = Check(
     "linearizability", "real threads, WGL against the model", ("tests/test_linearizability.py",)

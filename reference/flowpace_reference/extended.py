@@ -118,7 +118,7 @@ def extended_config(config: Config) -> ExtendedConfig:
     pre: satisfies_guarantees(config)
     pre: config.bp_soft_debt_units < config.ext_setpoint_units < config.bp_stop_debt_units
     post: __return__.soft_mu < __return__.setpoint_mu < __return__.stop_mu
-    post: __return__.stop_limit_ns >= 1
+    post: __return__.stop_limit_ns >= 1 and __return__.cold_mu >= __return__.soft_mu
     """
     return ExtendedConfig(
         enabled=config.ext_admission_timeline,
@@ -195,12 +195,14 @@ def slot_at(  # noqa: PLR0913, PLR0917 - the formula's six quantities, as intege
     """
     Return how long a write holds the timeline, ns: ``w / rate(d)`` rounded up (spec EXT-4).
 
+    At ``d = S`` (reached in a true cold start with the fail-safe at soft) the slot is 0.
+
     ``rate(d) = base * (P - S) * (X - d) / ((d - S) * (X - P))``. The two postconditions say
     the slot is at least the exact quotient and less than it plus 1 ns (EXT-8 b).
 
     pre: (0 <= write_bytes) & (1 <= base_bps)
     pre: (soft_mu < setpoint_mu) & (setpoint_mu < stop_mu)
-    pre: (soft_mu < debt_mu) & (debt_mu < stop_mu)
+    pre: (soft_mu <= debt_mu) & (debt_mu < stop_mu)
     post: __return__ * base_bps * (setpoint_mu - soft_mu) * (stop_mu - debt_mu) >= write_bytes * NANOS_PER_SECOND * (debt_mu - soft_mu) * (stop_mu - setpoint_mu)
     post: (__return__ - 1) * base_bps * (setpoint_mu - soft_mu) * (stop_mu - debt_mu) < write_bytes * NANOS_PER_SECOND * (debt_mu - soft_mu) * (stop_mu - setpoint_mu) or __return__ == 0
     """  # noqa: E501 - a contract is one line
@@ -214,7 +216,7 @@ def slot_ns(cfg: ExtendedConfig, write_bytes: int, debt_mu: int, base_bps: int) 
     Return the slot of a write of ``write_bytes`` at ``debt_mu`` and ``base_bps`` (EXT-4).
 
     pre: cfg.soft_mu < cfg.setpoint_mu < cfg.stop_mu
-    pre: cfg.soft_mu < debt_mu < cfg.stop_mu
+    pre: cfg.soft_mu <= debt_mu < cfg.stop_mu
     pre: write_bytes >= 0 and base_bps >= 1
     post: __return__ >= 0
     """
@@ -260,6 +262,8 @@ def decide(
     below the free threshold: admit now and clear the timeline; otherwise take the next slot.
 
     pre: cfg.soft_mu < cfg.setpoint_mu < cfg.stop_mu and cfg.unit_bytes >= 1
+    pre: cfg.stop_limit_ns >= 1 and 0 <= state.debt_bytes <= U64_MAX
+    pre: 1 <= cfg.soft_mu <= cfg.cold_mu
     pre: write_bytes >= 0 and now_ns >= 0
     post: isinstance(__return__.decision, ForegroundBlock) == (cfg.backpressure and write_bytes > 0 and debt_mu(cfg, state) >= cfg.stop_mu)
     post: not isinstance(__return__.decision, ForegroundAdmit) or __return__.decision.wait_ns >= 0
@@ -287,6 +291,7 @@ def recheck(cfg: ExtendedConfig, state: ControllerState, now_ns: int) -> Decisio
     Return, for a write whose wait has ended, whether it writes now or blocks (spec EXT-6).
 
     pre: cfg.unit_bytes >= 1 and cfg.stop_limit_ns >= 1
+    pre: 0 <= state.debt_bytes <= U64_MAX
     post: isinstance(__return__, ForegroundBlock) == (cfg.backpressure and debt_mu(cfg, state) >= cfg.stop_mu)
     """  # noqa: E501 - a contract is one line
     if cfg.backpressure and debt_mu(cfg, state) >= cfg.stop_mu:

@@ -11,7 +11,7 @@ virtual time.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Protocol
 
 from flowpace.controller import FlowController, FlowTask
@@ -218,15 +218,32 @@ def _option_values(options: FlowOptions) -> dict[str, object]:
 
 
 class ExtendedLaw(ControllerLaw):
+    """The extended law on a real `FlowController` (``ext_admission_timeline``, EXT-1..9)."""
+
+    def __init__(self, options: FlowOptions, clock: SimClock, *, stop_limit_us: int) -> None:
+        """Build the controller with the law on and the user's stop limit (spec EXT-1)."""
+        super().__init__(
+            replace(
+                options, ext_admission_timeline=True, ext_stop_wait_limit_ns=stop_limit_us * 1_000
+            ),
+            clock,
+        )
+
+    def admit(self, writer: int, write_bytes: int, now_ns: int) -> Decision:
+        """Return the controller's decision, never waiting (the nowait form, spec EXT-5)."""
+        del writer, now_ns
+        return _as_plant_decision(self.ctl.decide_foreground_write(write_bytes))
+
+    def recheck(self, writer: int, write_bytes: int, now_ns: int) -> Decision:
+        """Return the controller's re-check (spec EXT-6)."""
+        del writer, write_bytes, now_ns
+        return _as_plant_decision(self.ctl.recheck_foreground_write())
+
+
+class ExtendedModelLaw(ControllerLaw):
     """The extended law of the model (`flowpace_reference.extended`) over a real controller."""
 
-    def __init__(
-        self,
-        options: FlowOptions,
-        clock: SimClock,
-        *,
-        stop_limit_us: int = 1_000_000,
-    ) -> None:
+    def __init__(self, options: FlowOptions, clock: SimClock, *, stop_limit_us: int) -> None:
         """Build the controller and the law's configuration and state (spec EXT-1, EXT-2)."""
         super().__init__(options, clock)
         values = {**_option_values(options), "ext_admission_timeline": True}
@@ -235,7 +252,7 @@ class ExtendedLaw(ControllerLaw):
         self.ext = extended.ExtendedState()
 
     def admit(self, writer: int, write_bytes: int, now_ns: int) -> Decision:
-        """Return the extended law's decision and keep its state (spec EXT-5)."""
+        """Return the model's decision and keep the law's state (spec EXT-5)."""
         del writer
         step = extended.decide(self.cfg, self.ext, self.state(), write_bytes, now_ns)
         self.ext = step.state
@@ -337,6 +354,10 @@ def _extended(options: FlowOptions, clock: SimClock, stop_limit_us: int) -> Law:
     return ExtendedLaw(options, clock, stop_limit_us=stop_limit_us)
 
 
+def _extended_model(options: FlowOptions, clock: SimClock, stop_limit_us: int) -> Law:
+    return ExtendedModelLaw(options, clock, stop_limit_us=stop_limit_us)
+
+
 def _bucket(options: FlowOptions, clock: SimClock, stop_limit_us: int) -> Law:
     del stop_limit_us
     return BucketLaw(options, clock)
@@ -349,6 +370,7 @@ LAWS: Final = {
         LawSpec("extended", "shared admission timeline, smooth rate, real stop", _extended),
         LawSpec("token-bucket", "RocksDB-style shared token bucket (a peer)", _bucket),
         LawSpec("seed-model", "the origin's law on the reference model", _seed_model),
+        LawSpec("extended-model", "the extended law on the reference model", _extended_model),
     )
 }
 """Every law the simulator runs, by name."""
