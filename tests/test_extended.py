@@ -56,6 +56,10 @@ FORMS: Final = ("decide", "nowait", "blocking", "async")
 UNIT: Final = 1_000
 """Bytes in a flush unit: a byte is a milli-unit."""
 
+PAST: Final = st.one_of(st.sampled_from((-1, 0, 1)), st.integers(-2, 1_500))
+"""How far past a threshold `ExtendedMatchesModel.enqueue_to` takes the debt, milli-units:
+often exactly at it or one off, where a strict or non-strict comparison shows."""
+
 
 @st.composite
 def option_values(draw: st.DrawFn) -> dict[str, object]:
@@ -69,9 +73,9 @@ def option_values(draw: st.DrawFn) -> dict[str, object]:
         "bp_hard_debt_units": draw(st.integers(0, 5)),
         "bp_stop_debt_units": stop,
         "bp_cold_start_fail_safe_units": draw(st.integers(0, 6)),
-        "bp_warmup_min_samples": draw(st.integers(0, 3)),
+        "bp_warmup_min_samples": draw(st.sampled_from((1, 1, 2, 3, 0))),  # 0: 4 (CFG-2)
         "bp_floor_bps": draw(st.sampled_from((0, 1_000_000, 50_000_000))),
-        "bp_idle_reset_ms": draw(st.integers(0, 3)),
+        "bp_idle_reset_ms": draw(st.sampled_from((0, 0, 1, 3))),  # 0: 5 s (CFG-2)
         "ext_admission_timeline": draw(st.sampled_from((True, True, True, True, False))),
         "ext_setpoint_units": draw(st.integers(0, 10)),
         "ext_stop_wait_limit_ns": draw(st.sampled_from((0, 1, 999, 2_000_000, 10**9))),
@@ -130,7 +134,7 @@ class ExtendedMatchesModel(RuleBasedStateMachine):
         self.state = step.state
         self.tasks.append((self.ctl.on_enqueue_est(est), step.task))
 
-    @rule(zone=st.sampled_from(("soft", "setpoint", "stop")), past=st.integers(-2, 1_500))
+    @rule(zone=st.sampled_from(("soft", "setpoint", "stop")), past=PAST)
     def enqueue_to(self, zone: str, past: int) -> None:
         """Charge a task that takes the debt to a threshold of the law, give or take a little."""
         threshold = {"soft": self.cfg.soft_mu, "setpoint": self.cfg.setpoint_mu}.get(
@@ -139,7 +143,22 @@ class ExtendedMatchesModel(RuleBasedStateMachine):
         self.enqueue(max(threshold + past - self.state.debt_bytes, 0))  # a byte is a milli-unit
 
     @precondition(lambda self: any(not task.done for _, task in self.tasks))
-    @rule(data=st.data(), nbytes=st.integers(0, 5_000), elapsed_us=st.integers(0, 3_000))
+    @rule(
+        zone=st.sampled_from(("soft", "setpoint", "stop")),
+        past=PAST,
+        nbytes=st.integers(1, 5_000),
+        form=st.sampled_from(FORMS),
+    )
+    def write_at(self, zone: str, past: int, nbytes: int, form: str) -> None:
+        """Take the debt to a threshold and write there: the boundaries of EXT-5's rules."""
+        self.enqueue_to(zone, past)
+        self.write(nbytes, form)
+
+    @rule(
+        data=st.data(),
+        nbytes=st.one_of(st.integers(1, 5_000), st.just(0)),
+        elapsed_us=st.one_of(st.integers(1, 3_000), st.just(0)),
+    )
     def io_built(self, data: st.DataObject, nbytes: int, elapsed_us: int) -> None:
         """Report a live task's I/O, once (spec FC-2)."""
         live = [
@@ -152,6 +171,16 @@ class ExtendedMatchesModel(RuleBasedStateMachine):
         step = model.io_built(self.config, self.state, task, nbytes, elapsed_us * 1_000)
         self.state = step.state
         self.tasks[i] = (handle, step.task)
+        self.ctl.on_io_built(handle, nbytes, elapsed_us * 1_000)  # type: ignore[arg-type]
+
+    @rule(nbytes=st.integers(1, 2_000), elapsed_us=st.integers(1, 3_000))
+    def sample(self, nbytes: int, elapsed_us: int) -> None:
+        """Flush a small task at once and report it: an I/O sample, towards steady state."""
+        self.enqueue(nbytes)
+        handle, task = self.tasks[-1]
+        step = model.io_built(self.config, self.state, task, nbytes, elapsed_us * 1_000)
+        self.state = step.state
+        self.tasks[-1] = (handle, step.task)
         self.ctl.on_io_built(handle, nbytes, elapsed_us * 1_000)  # type: ignore[arg-type]
 
     @precondition(lambda self: any(not task.done for _, task in self.tasks))
@@ -208,6 +237,14 @@ class ExtendedMatchesModel(RuleBasedStateMachine):
         assert got == expected, (form, got, expected)
         assert self.now() == end, (form, self.now(), end)
         assert self.observer.calls_since(before_calls) == emissions
+
+    @rule(
+        nbytes=st.integers(1, 5_000), forms=st.lists(st.sampled_from(FORMS), min_size=2, max_size=4)
+    )
+    def burst(self, nbytes: int, forms: list[str]) -> None:
+        """Write several times at the same instant: later writes queue for slots (EXT-8 c)."""
+        for form in forms:
+            self.write(nbytes, form)
 
     def seed_write(self, nbytes: int, now: int, before_calls: int) -> None:
         """With the law off, the nowait decision is the seed's delay (spec EXT-1, FC-6..8)."""
@@ -301,7 +338,7 @@ def test_extended_law_matches_model_step_by_step() -> None:
     machine = ExtendedMatchesModel
     machine.covered.clear()
     campaign = campaign_settings()
-    examples = max(campaign.max_examples, 100)
+    examples = max(campaign.max_examples, 150)
     run_state_machine_as_test(
         machine, settings=settings(campaign, max_examples=examples, stateful_step_count=30)
     )
@@ -321,3 +358,100 @@ def test_the_option_is_off_by_default_and_normalises_as_specified() -> None:
     low = FlowOptions(ext_setpoint_units=3).normalised()
     assert low.ext_setpoint_units == 9  # at least soft + 1
     assert FlowController(FlowOptions(enable_backpressure=True), clock=ManualClock())._ext is None
+
+
+async def never(duration_ns: int) -> None:
+    """Await for ever (until cancelled): an async sleep whose deadline never comes."""
+    del duration_ns
+    await asyncio.Event().wait()
+
+
+STOPPED: Final = {
+    "enable_backpressure": True,
+    "bp_flush_unit_bytes": UNIT,
+    "bp_soft_debt_units": 1,
+    "bp_hard_debt_units": 2,
+    "bp_stop_debt_units": 3,
+    "bp_cold_start_fail_safe_units": 1,
+    "ext_admission_timeline": True,
+}
+
+
+def test_an_async_block_is_woken_by_the_debt_falling() -> None:
+    # spec EXT-7: the async form awaits an event the settling operation sets; nothing is left
+    # registered once it returns.
+    ctl = FlowController(FlowOptions(**STOPPED), clock=ManualClock(), async_sleep=never)  # type: ignore[arg-type]
+    task = ctl.on_enqueue_est(3_500)
+
+    async def scenario() -> int:
+        writer = asyncio.ensure_future(ctl.before_foreground_write_async(100))
+        for _ in range(3):
+            await asyncio.sleep(0)  # the writer decides and blocks
+        assert not writer.done()
+        assert ctl._ext_blocked == 1
+        ctl.on_mark_done(task)  # the debt falls to 0: below stop
+        return await writer
+
+    assert asyncio.run(scenario()) == 0  # woken at once: the manual clock never moved
+    assert (ctl._ext_blocked, ctl._ext_async_waiters) == (0, [])
+
+
+def test_a_cancelled_async_block_leaves_nothing_waiting_and_its_slot_taken() -> None:
+    # spec EXT-7: cancelled, a block unregisters its event; a slot taken stays taken.
+    ctl = FlowController(FlowOptions(**STOPPED), clock=ManualClock(), async_sleep=never)  # type: ignore[arg-type]
+    ctl.on_enqueue_est(1_500)  # between soft and stop: writes take slots
+    first = ctl.decide_foreground_write(100)
+    timeline = ctl._ext_next_admit
+    assert first == ForegroundAdmit(0)
+    assert timeline is not None
+
+    async def cancelled(nbytes: int) -> None:
+        writer = asyncio.ensure_future(ctl.before_foreground_write_async(nbytes))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        writer.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await writer
+
+    asyncio.run(cancelled(100))  # waited for its slot, behind the first write: cancelled
+    after_slot = ctl._ext_next_admit
+    assert after_slot is not None
+    assert after_slot > timeline  # the slot stays taken
+    ctl.on_enqueue_est(2_000)  # now at stop
+    asyncio.run(cancelled(100))  # blocked at stop: cancelled
+    assert (ctl._ext_blocked, ctl._ext_async_waiters) == (0, [])
+    assert ctl._ext_next_admit == after_slot
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["cold", "steady"])
+@pytest.mark.parametrize("zone", ["soft", "fail-safe", "setpoint", "stop"])
+@pytest.mark.parametrize("past", [-1, 0, 1])
+def test_each_rule_boundary_decides_as_the_model(warm: bool, zone: str, past: int) -> None:
+    # spec EXT-3, EXT-5, EXT-8 a: at each threshold and one milli-unit either side, two writes
+    # at the same instant (the second behind the first's slot) and a re-check, in both the
+    # cold start and the steady state: the controller's decisions and its timeline are the
+    # model's.
+    values: dict[str, object] = {**STOPPED, "bp_stop_debt_units": 6, "bp_warmup_min_samples": 1}
+    values["bp_cold_start_fail_safe_units"] = 3
+    config = normalise(options_from_mapping(values))
+    cfg = extended.extended_config(config)
+    ctl = FlowController(FlowOptions(**values), clock=ManualClock())  # type: ignore[arg-type]
+    state = model.new_controller(config, 0)
+    if warm:
+        task = ctl.on_enqueue_est(0)
+        ctl.on_io_built(task, 1_000, 10_000)  # one sample: 100 MB/s, steady state
+        ctl.on_mark_done(task)
+        step = model.enqueue(config, state, 0, 0)
+        step = model.io_built(config, step.state, step.task, 1_000, 10_000)
+        state = model.mark_done(config, step.state, step.task, 0).state
+    threshold = {"soft": cfg.soft_mu, "fail-safe": cfg.cold_mu - 1, "setpoint": cfg.setpoint_mu}
+    debt = threshold.get(zone, cfg.stop_mu) + past  # a byte is a milli-unit
+    ctl.on_enqueue_est(debt)
+    state = model.enqueue(config, state, debt, 0).state
+    ext = extended.ExtendedState()
+    for _ in range(2):
+        expected = extended.decide(cfg, ext, state, 100, 0)
+        ext = expected.state
+        assert ctl.decide_foreground_write(100) == expected.decision
+        assert (ctl._ext_next_admit, ctl._ext_known_bps) == (ext.next_admit_ns, ext.known_bps)
+    assert ctl.recheck_foreground_write() == extended.recheck(cfg, state, 0)

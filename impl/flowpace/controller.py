@@ -662,6 +662,9 @@ class FlowController:
         """
         Sleep as backpressure requires before writing ``nbytes``; return microseconds slept.
 
+        Under the extended law (``ext_admission_timeline``), wait as it decides, blocking at
+        stop, and return the nanoseconds waited (spec EXT-5 to EXT-7).
+
         Spec FC-6 to FC-8. The fast path, taken whenever the debt is in a zero-delay regime,
         checks the argument and reads one attribute: ``_fg_quiet``, an immutable `bool` that
         every critical section changing the debt or the sample count rewrites as its last
@@ -693,7 +696,11 @@ class FlowController:
         return delay_us * _NANOS_PER_MICRO
 
     async def before_foreground_write_async(self, nbytes: int) -> int:
-        """Await the backpressure delay before writing ``nbytes``; return microseconds waited."""
+        """
+        Await the backpressure delay before writing ``nbytes``; return microseconds waited.
+
+        Under the extended law, await as it decides, blocking at stop; return ns (EXT-7).
+        """
         if self._ext is not None:
             return await self._ext_write_async(nbytes)  # spec EXT-7: ns waited
         delay_us = self._foreground_delay_us(nbytes)
