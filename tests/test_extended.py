@@ -20,7 +20,7 @@ from collections import Counter
 from typing import ClassVar, Final
 
 import pytest
-from hypothesis import event, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -423,9 +423,13 @@ def test_a_cancelled_async_block_leaves_nothing_waiting_and_its_slot_taken() -> 
     assert ctl._ext_next_admit == after_slot
 
 
-@pytest.mark.parametrize("warm", [False, True], ids=["cold", "steady"])
-@pytest.mark.parametrize("zone", ["soft", "fail-safe", "setpoint", "stop"])
-@pytest.mark.parametrize("past", [-1, 0, 1])
+@pytest.mark.no_crosshair("a threaded controller")
+@settings(campaign_settings(), max_examples=max(campaign_settings().max_examples, 60))
+@given(
+    warm=st.booleans(),
+    zone=st.sampled_from(("soft", "fail-safe", "setpoint", "stop")),
+    past=st.sampled_from((-1, 0, 1)),
+)
 def test_each_rule_boundary_decides_as_the_model(warm: bool, zone: str, past: int) -> None:
     # spec EXT-3, EXT-5, EXT-8 a: at each threshold and one milli-unit either side, two writes
     # at the same instant (the second behind the first's slot) and a re-check, in both the

@@ -180,7 +180,9 @@ INTERLEAVINGS: Final = Check(
     ("tests/test_extended_threads.py", "tests/test_interleavings.py"),
 )
 LINEARIZABILITY: Final = Check(
-    "linearizability", "real threads, WGL against the model", ("tests/test_linearizability.py",)
+    "linearizability",
+    "real threads, WGL against the model",
+    ("tests/test_linearizability.py", "tests/test_extended_linearizability.py"),  # 2nd: EXT-5
 )
 HYPOTHESIS_CHECKS: Final = (SEQUENTIAL, INTERLEAVINGS, LINEARIZABILITY)
 """The checks that hunt planted bugs, in the order a hunt tries them."""
