@@ -229,7 +229,7 @@ def test_a_bad_argument_is_rejected_naming_it_and_changes_nothing(
 NUMBER_OPTIONS = [
     name
     for name in FlowOptions.__dataclass_fields__
-    if name not in {"enable_backpressure", "enable_flush_pacing"}
+    if name not in {"enable_backpressure", "enable_flush_pacing", "ext_admission_timeline"}
 ]
 
 

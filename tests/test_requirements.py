@@ -25,7 +25,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 """The project directory."""
 
-FAMILIES = ("CFG", "ST", "AR", "FC", "ERR", "INV", "DIV", "HARD", "OBS", "VER", "LEM")
+FAMILIES = ("CFG", "ST", "AR", "FC", "ERR", "INV", "DIV", "HARD", "OBS", "VER", "LEM", "EXT")
 """The requirement families the spec defines (spec/README.md, "Requirement IDs")."""
 
 ID_PATTERN = re.compile(rf"\b(?:{'|'.join(FAMILIES)})-\d+\b")

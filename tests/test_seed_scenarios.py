@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flowpace_reference import transitions as model
-from flowpace_reference.config import normalise
+from flowpace_reference.config import normalise, options_from_mapping
 from flowpace_reference.types import (
     Config,
     ControllerState,
@@ -26,7 +26,6 @@ from flowpace_reference.types import (
     ForegroundRegime,
     Metric,
     MetricKind,
-    Options,
     Outcome,
     TaskState,
 )
@@ -40,7 +39,9 @@ MS = 1_000_000
 
 def make_flow(**options: int) -> Config:
     """Return the seed's ``make_flow`` configuration: both features on, then the test's options."""
-    return normalise(Options(enable_backpressure=True, enable_flush_pacing=True, **options))
+    return normalise(
+        options_from_mapping({"enable_backpressure": True, "enable_flush_pacing": True, **options})
+    )
 
 
 @dataclass

@@ -29,8 +29,9 @@ from flowpace.simulation.metrics import (
 from flowpace.simulation.plant import KIB, MIB, SECOND, Disk, Plant, Trace, Writers, run
 from flowpace.simulation.report import SCHEMA
 from flowpace.simulation.targets import check
+from flowpace_reference import extended
 from flowpace_reference.config import normalise
-from flowpace_reference.types import ControllerState, Options
+from flowpace_reference.types import ControllerState, ForegroundAdmit, ForegroundBlock, Options
 
 UNIT = scenarios.UNIT_BYTES
 
@@ -83,6 +84,21 @@ def test_seed_on_the_controller_decides_as_the_model(name: str) -> None:
     assert same(controller, model)
     assert any(controller.adm_computed)  # the runs were throttled: the delays were compared
     assert max(controller.debt_bytes) >= 48 * UNIT  # ... up to stop (FC-8)
+
+
+def test_extended_on_the_controller_decides_as_the_model() -> None:
+    # spec EXT-5 to EXT-7: the controller's nowait forms (decide_foreground_write,
+    # recheck_foreground_write) give the model's decisions, blocks at stop included.
+    stall = Disk(
+        steps=((0, scenarios.DISK_BPS), (SECOND, 0), (3 * SECOND // 2, scenarios.DISK_BPS))
+    )
+    scenario = short("overload-n16", 2 * SECOND, disk=stall, external=((SECOND, 6, 9 * UNIT),))
+    plant = dataclasses.replace(scenario.plant, stop_limit_us=200_000)  # blocks end in the run
+    controller = run(plant, "extended", 3)
+    model = run(plant, "extended-model", 3)
+    assert same(controller, model)
+    assert any(controller.adm_computed)  # the runs waited for their slots
+    assert controller.blocks  # ... and blocked at stop (EXT-7)
 
 
 def test_the_plant_keeps_the_controllers_debt() -> None:
@@ -183,43 +199,47 @@ WARM = ControllerState(
 
 
 def test_extended_rate_is_the_disk_at_the_setpoint_and_falls_with_debt() -> None:
-    cfg = laws.extended_config(CONFIG)
+    # spec EXT-1, EXT-4, EXT-8 b: the model's law, on hand-computed values.
+    cfg = extended.extended_config(CONFIG)
     assert (cfg.soft_mu, cfg.setpoint_mu, cfg.stop_mu) == (8_000, 13_000, 48_000)
     # at the setpoint the rate is the disk's: 4 KiB at 100 MiB/s is 39 062.5 ns, rounded up
-    assert laws.slot_ns(cfg, 4 * KIB, 13_000, 100 * MIB) == 39_063
+    assert extended.slot_ns(cfg, 4 * KIB, 13_000, 100 * MIB) == 39_063
     # at 28 units: (13 - 8) * (48 - 28) / ((28 - 8) * (48 - 13)) = 1/7 of the disk
-    assert laws.slot_ns(cfg, 4 * KIB, 28_000, 100 * MIB) == 273_438  # 7 * 39 062.5
-    slots = [laws.slot_ns(cfg, 4 * KIB, debt, 100 * MIB) for debt in range(8_001, 48_000, 997)]
+    assert extended.slot_ns(cfg, 4 * KIB, 28_000, 100 * MIB) == 273_438  # 7 * 39 062.5
+    slots = [extended.slot_ns(cfg, 4 * KIB, debt, 100 * MIB) for debt in range(8_001, 48_000, 997)]
     assert slots == sorted(slots)  # debt-monotone
     assert slots[0] < 100  # smooth at soft: a few ns, not a jump to the full delay
 
 
 def test_extended_timeline_is_shared_and_blocks_at_stop() -> None:
-    cfg = laws.extended_config(CONFIG, stop_limit_us=2_000)
-    ext = laws.ExtendedState()
-    first = laws.extended_admit(cfg, ext, WARM, 4 * KIB, 1_000)
-    second = laws.extended_admit(cfg, first.state, WARM, 4 * KIB, 1_000)
+    # spec EXT-5, EXT-6: a shared timeline, cleared below soft; a block at stop.
+    cfg = extended.extended_config(dataclasses.replace(CONFIG, ext_stop_wait_limit_ns=2_000_000))
+    ext = extended.ExtendedState()
+    first = extended.decide(cfg, ext, WARM, 4 * KIB, 1_000)
+    second = extended.decide(cfg, first.state, WARM, 4 * KIB, 1_000)
+    assert isinstance(first.decision, ForegroundAdmit)
+    assert isinstance(second.decision, ForegroundAdmit)
     assert first.decision.wait_ns == 0
     assert second.decision.wait_ns == 39_063  # behind the first write's slot
     assert second.state.next_admit_ns == 1_000 + 2 * 39_063
     below = dataclasses.replace(WARM, debt_bytes=8 * UNIT)
-    free = laws.extended_admit(cfg, second.state, below, 4 * KIB, 2_000)
-    assert free.decision == laws.ADMIT_NOW
+    free = extended.decide(cfg, second.state, below, 4 * KIB, 2_000)
+    assert free.decision == ForegroundAdmit(0)
     assert free.state.next_admit_ns is None  # no backlog kept below soft
     stopped = dataclasses.replace(WARM, debt_bytes=48 * UNIT)
-    block = laws.extended_admit(cfg, ext, stopped, 4 * KIB, 5_000).decision
-    assert block.verdict is laws.Verdict.BLOCK
-    assert (block.below_bytes, block.deadline_ns) == (48 * UNIT, 5_000 + 2_000_000)
-    assert laws.extended_recheck(cfg, stopped, 9).verdict is laws.Verdict.BLOCK
+    block = extended.decide(cfg, ext, stopped, 4 * KIB, 5_000).decision
+    assert block == ForegroundBlock(below_bytes=48 * UNIT, deadline_ns=5_000 + 2_000_000)
+    assert isinstance(extended.recheck(cfg, stopped, 9), ForegroundBlock)
 
 
 def test_extended_remembers_the_disk_across_an_idle_reset() -> None:
-    cfg = laws.extended_config(CONFIG)
-    warm = laws.extended_admit(cfg, laws.ExtendedState(), WARM, 4 * KIB, 0).state
+    # spec EXT-2, EXT-3: the steady-state estimate survives an idle reset.
+    cfg = extended.extended_config(CONFIG)
+    warm = extended.decide(cfg, extended.ExtendedState(), WARM, 4 * KIB, 0).state
     assert warm.known_bps == 100 * MIB
     reset = dataclasses.replace(WARM, io_bps_ewma=0, io_sample_count=0)
-    assert laws.base_rate_bps(cfg, warm, reset) == 100 * MIB
-    assert laws.base_rate_bps(cfg, laws.ExtendedState(), reset) == 16 * MIB  # the floor
+    assert extended.base_rate_bps(cfg, warm, reset) == 100 * MIB
+    assert extended.base_rate_bps(cfg, extended.ExtendedState(), reset) == 16 * MIB  # the floor
 
 
 def test_token_bucket_charges_the_shared_budget() -> None:

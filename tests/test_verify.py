@@ -143,6 +143,8 @@ def throwaway_project(tmp_path: Path, body: str) -> Path:
     (tmp_path / "tests").mkdir()
     (tmp_path / "pyproject.toml").write_text("[tool.pytest]\n", encoding="utf-8")
     (tmp_path / "tests" / "test_stateful.py").write_text(textwrap.dedent(body), encoding="utf-8")
+    for name in SEQUENTIAL.tests[1:]:  # the check's other modules (spec EXT-1..9): empty here
+        (tmp_path / name).write_text("", encoding="utf-8")
     return tmp_path
 
 

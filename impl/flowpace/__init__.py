@@ -61,6 +61,8 @@ from flowpace.options import FlowOptions
 from flowpace_reference.types import (
     ControllerState,
     DebtOverflowError,
+    ForegroundAdmit,
+    ForegroundBlock,
     Metric,
     Outcome,
     TaskState,
@@ -79,6 +81,8 @@ __all__ = [
     "FlowOptions",
     "FlowOutcome",
     "FlowTask",
+    "ForegroundAdmit",
+    "ForegroundBlock",
     "InMemoryObserver",
     "Metric",
     "Nanoseconds",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import operator
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Final, Protocol, TypeAlias
@@ -63,6 +64,17 @@ class SystemClock:
     def sleep_ns(self, duration_ns: int) -> None:
         """Sleep with `time.sleep` for ``duration_ns`` nanoseconds."""
         time.sleep(duration_ns / _NANOS_PER_SECOND)
+
+    def wait_until_ns(self, condition: threading.Condition, deadline_ns: int) -> None:
+        """
+        Wait on ``condition`` (its lock held) until notified or until ``deadline_ns``.
+
+        Spec EXT-7: an optional clock method; a blocked write waits through it, so a test
+        clock can drive the wait. May return early: the caller checks what it waits for.
+        """
+        remaining = deadline_ns - time.monotonic_ns()
+        if remaining > 0:
+            condition.wait(remaining / _NANOS_PER_SECOND)
 
 
 SYSTEM_CLOCK: Final = SystemClock()

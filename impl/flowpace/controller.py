@@ -36,15 +36,18 @@ forked child makes every controller's locks anew.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import threading
 import warnings
 import weakref
 from collections import deque
+from dataclasses import replace
 from types import TracebackType
-from typing import Final, NamedTuple, NoReturn
+from typing import Any, Final, NamedTuple, NoReturn
 
-from flowpace import _rules
+from flowpace import _ext_rules, _rules
 from flowpace._rules import exact_int, shown
 from flowpace._scopes import ScopeContexts
 from flowpace._sync import (
@@ -70,6 +73,8 @@ from flowpace_reference.types import (
     ControllerState,
     DebtOverflowError,
     FlushDecision,
+    ForegroundAdmit,
+    ForegroundBlock,
     ForegroundRegime,
     Metric,
     Outcome,
@@ -310,6 +315,13 @@ class FlowController(ScopeContexts):
         "_config",
         "_debt",
         "_e2e_bps",
+        "_ext",
+        "_ext_async_waiters",
+        "_ext_below",
+        "_ext_blocked",
+        "_ext_cond",
+        "_ext_known_bps",
+        "_ext_next_admit",
         "_fg_quiet",
         "_idle_reset_logged_at",
         "_idle_reset_ns",
@@ -338,6 +350,7 @@ class FlowController(ScopeContexts):
         "_stops_unlogged",
         "_teardown",
         "_tuning",
+        "_wait_until",
         "_warmup",
     )
 
@@ -361,12 +374,18 @@ class FlowController(ScopeContexts):
         observer = _checked_observer(observer)
         self._config = options.normalised()
         self._tuning = _rules.tuning_of(self._config)
+        self._ext = _ext_rules.ext_tuning_of(self._config)  # spec EXT-1: None when off
+        if self._ext is not None:
+            # spec EXT-5: no fast path under the extended law (its rule 3 clears the timeline):
+            # the quiet flag is never set, so the seed's fast path costs nothing more.
+            self._tuning = replace(self._tuning, cold_quiet_debt=-1, warm_quiet_debt=-1)
         self._warmup = self._tuning.warmup  # copies read on the lifecycle's hot path
         self._idle_reset_ns = self._tuning.idle_reset_ns
         # The system clock is read without the indirection of a method (it is the hot path);
         # any other clock's readings are checked before they are used (spec HARD-3).
         self._now = reader_of(clock)
         self._sleep = clock.sleep_ns
+        self._wait_until = getattr(clock, "wait_until_ns", None)  # spec EXT-7 (optional)
         self._async_sleep = async_sleep
         self._observer: Observer = observer
         # spec HARD-5: observer failures are isolated unless a test double asks otherwise.
@@ -400,8 +419,20 @@ class FlowController(ScopeContexts):
         self._idle_resets_suppressed = 0
         self._idle_reset_logged_at: int | None = None
         self._quiet_debt = self._tuning.cold_quiet_debt
-        self._fg_quiet = True
+        self._init_extended()
         _LIVE.add(self)  # spec HARD-6: known to the fork handler
+
+    def _init_extended(self) -> None:
+        """Set up the extended law's state (spec EXT-2, EXT-7); the quiet flag with the law on."""
+        self._fg_quiet = self._ext is None
+        self._ext_next_admit: int | None = None  # spec EXT-2
+        self._ext_known_bps = 0
+        self._ext_blocked = 0  # writers blocked at stop (EXT-7): the lifecycle's one check
+        self._ext_below = 0 if self._ext is None else self._ext.below_bytes
+        # A test's lock stands in for a Lock (LockLike): Condition needs only acquire/release.
+        lock: Any = self._state_lock
+        self._ext_cond = None if self._ext is None else threading.Condition(lock)
+        self._ext_async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
 
     # spec HARD-1: a copy would share the locks, or hold debt that only the original's tasks
     # can settle; it is refused rather than made independent (see the spec's Hardening).
@@ -473,6 +504,8 @@ class FlowController(ScopeContexts):
             self._debt = debt
             self._outstanding -= count
             self._fg_quiet = debt <= self._quiet_debt
+            if self._ext_blocked and debt < self._ext_below:
+                self._ext_wake()  # spec EXT-7, as in on_io_built
         return count, charges
 
     @property
@@ -572,6 +605,8 @@ class FlowController(ScopeContexts):
             task._io_micros = io_micros  # noqa: SLF001
             task._outcome = _FLUSHED  # noqa: SLF001
             self._fg_quiet = debt <= self._quiet_debt
+            if self._ext_blocked and debt < self._ext_below:
+                self._ext_wake()  # spec EXT-7: only while writers are blocked at stop
 
     def on_mark_done(self, task: FlowTask) -> None:  # noqa: C901, PLR0912 - inlined, as above
         """Settle a finished task's charge; go idle at zero debt; sample end to end (FC-5)."""
@@ -618,12 +653,17 @@ class FlowController(ScopeContexts):
                         if sample >> 3 > self._adaptive_floor:
                             self._adaptive_floor = sample >> 3  # spec AR-7, as in on_io_built
             self._fg_quiet = debt <= self._quiet_debt
+            if self._ext_blocked and debt < self._ext_below:
+                self._ext_wake()  # spec EXT-7, as in on_io_built
 
     # --- foreground backpressure --------------------------------------------------------------
 
     def before_foreground_write(self, nbytes: int) -> Nanoseconds:
         """
         Sleep as backpressure requires before writing ``nbytes``; return nanoseconds slept.
+
+        Under the extended law (``ext_admission_timeline``), wait as it decides, blocking at
+        stop, and return the nanoseconds waited (spec EXT-5 to EXT-7).
 
         Spec FC-6 to FC-8. The fast path, taken whenever the debt is in a zero-delay regime,
         checks the argument and reads one attribute: ``_fg_quiet``, an immutable `bool` that
@@ -632,6 +672,8 @@ class FlowController(ScopeContexts):
         """
         if type(nbytes) is int and 0 <= nbytes <= 0xFFFF_FFFF_FFFF_FFFF and self._fg_quiet:
             return 0
+        if self._ext is not None:
+            return self._ext_write(nbytes)  # spec EXT-5 to EXT-7: ns waited
         delay_us = self._foreground_delay_us(nbytes)
         if delay_us != 0:
             self._sleep(delay_us * _NANOS_PER_MICRO)
@@ -644,14 +686,23 @@ class FlowController(ScopeContexts):
 
         For callers that must not block: the decision and its metrics are those of
         `before_foreground_write`, reported at decision time; the caller does the waiting.
+        Under the extended law, an admit's wait, or a block's time to its deadline (EXT-7).
         """
+        if self._ext is not None:
+            return self._ext_nowait_ns(nbytes)
         delay_us = self._foreground_delay_us(nbytes)
         if delay_us != 0:
             self._emit_foreground_delay(delay_us)
         return delay_us * _NANOS_PER_MICRO
 
     async def before_foreground_write_async(self, nbytes: int) -> Nanoseconds:
-        """Await the backpressure delay before writing ``nbytes``; return nanoseconds waited."""
+        """
+        Await the backpressure delay before writing ``nbytes``; return nanoseconds waited.
+
+        Under the extended law, await as it decides, blocking at stop (EXT-7).
+        """
+        if self._ext is not None:
+            return await self._ext_write_async(nbytes)  # spec EXT-7: ns waited
         delay_us = self._foreground_delay_us(nbytes)
         if delay_us != 0:
             await self._async_sleep(delay_us * _NANOS_PER_MICRO)
@@ -727,6 +778,204 @@ class FlowController(ScopeContexts):
             observer.histogram(Metric.FG_DELAY_MICROS, delay_us)
         except Exception as error:  # noqa: BLE001 - as above
             self._observer_failed(error, Metric.FG_DELAY_MICROS)
+
+    # --- the extended law (spec/extension.md, EXT-1 to EXT-9) ------------------------------
+
+    def decide_foreground_write(self, nbytes: int) -> ForegroundAdmit | ForegroundBlock:
+        """
+        Return the decision on a write of ``nbytes``; never wait (the nowait form, EXT-7).
+
+        Under the extended law (``ext_admission_timeline``), EXT-5's decision: the write takes
+        its slot on the shared timeline now. The caller waits ``wait_ns`` of an admit and calls
+        `recheck_foreground_write`; at a block it waits until the debt is below
+        ``below_bytes`` (then decides again) or until ``deadline_ns`` (then writes). With the
+        law off, the seed's delay as an admit (FC-6 to FC-8). Metrics at decision time (EXT-9).
+        """
+        if self._ext is None:
+            return ForegroundAdmit(self.before_foreground_write_nowait(nbytes))
+        decision = self._ext_decide(_u64_argument(nbytes, "nbytes"))
+        if type(decision) is ForegroundAdmit and decision.wait_ns != 0:
+            self._emit_foreground_delay(decision.wait_ns // _NANOS_PER_MICRO)
+        return decision
+
+    def recheck_foreground_write(self) -> ForegroundAdmit | ForegroundBlock:
+        """
+        Return, for a write whose wait ended, admit now or block at stop (spec EXT-6).
+
+        Changes nothing. With the extended law off, always admit: the seed never re-checks.
+        """
+        ext = self._ext
+        if ext is None:
+            return _ext_rules.ADMIT_NOW
+        now = self._now()
+        with self._state_lock:
+            if now > self._last_ns:
+                self._last_ns = now
+            else:
+                now = self._last_ns
+            debt = self._debt
+        return _ext_rules.recheck(ext, debt, now)
+
+    def _ext_decide(self, write_bytes: int) -> ForegroundAdmit | ForegroundBlock:
+        """Decide a write and move the timeline, in one critical section (spec EXT-5)."""
+        ext = self._ext
+        assert ext is not None  # noqa: S101 - called only with the law on
+        now = self._now()
+        # The decision reads and moves the shared timeline: a read-modify-write, so it is
+        # made under the lock (one call, on the extended law's path only).
+        with self._state_lock:
+            if now > self._last_ns:
+                self._last_ns = now
+            else:
+                now = self._last_ns
+            step = _ext_rules.decide(
+                ext,
+                write_bytes,
+                now,
+                debt=self._debt,
+                samples=self._samples,
+                io_bps=self._io_bps,
+                adaptive_floor=self._adaptive_floor,
+                next_admit_ns=self._ext_next_admit,
+                known_bps=self._ext_known_bps,
+            )
+            self._ext_next_admit = step.next_admit_ns
+            self._ext_known_bps = step.known_bps
+        return step.decision
+
+    def _ext_nowait_ns(self, nbytes: int) -> int:
+        """Return an admit's wait, or a block's time to its deadline, ns (spec EXT-7)."""
+        decision = self.decide_foreground_write(nbytes)
+        if type(decision) is ForegroundAdmit:
+            return decision.wait_ns
+        assert type(decision) is ForegroundBlock  # noqa: S101 - the only other decision
+        return max(decision.deadline_ns - self._last_ns, 0)
+
+    def _ext_write(self, nbytes: int) -> int:
+        """Wait as the extended law decides, blocking at stop; return ns waited (EXT-5..7)."""
+        write_bytes = _u64_argument(nbytes, "nbytes")
+        started = self._now()
+        decision = self._ext_decide(write_bytes)
+        while True:
+            if type(decision) is ForegroundAdmit:
+                if decision.wait_ns == 0:
+                    break
+                self._sleep(decision.wait_ns)
+                self._emit_foreground_delay(decision.wait_ns // _NANOS_PER_MICRO)  # EXT-9
+                decision = self.recheck_foreground_write()  # EXT-6
+                if type(decision) is ForegroundAdmit:
+                    break
+            assert type(decision) is ForegroundBlock  # noqa: S101 - the only other decision
+            blocked_at = self._last_ns
+            woken = self._ext_block(decision)
+            self._emit_block(blocked_at)
+            if not woken:
+                break  # EXT-7: timed out, the write proceeds
+            decision = self._ext_decide(write_bytes)  # EXT-7: ask again, take a slot
+        return max(self._now() - started, 0)
+
+    def _ext_block(self, block: ForegroundBlock) -> bool:
+        """
+        Wait until the debt is below the block's threshold (True) or its deadline (False).
+
+        Spec EXT-7. On the condition tied to the state lock, notified by the operations that
+        lower the debt below it (`_ext_wake`); the clock's ``wait_until_ns`` if it has one (a
+        `flowpace.testing.ManualClock` drives the wait deterministically), else a timed
+        `threading.Condition.wait`. The clock is read with the lock held, here only: the
+        deadline is checked after every wake-up.
+        """
+        cond = self._ext_cond
+        assert cond is not None  # noqa: S101 - made with the law on
+        wait_until = self._wait_until
+        with cond:
+            self._ext_blocked += 1
+            try:
+                while self._debt >= block.below_bytes:
+                    now = self._now()
+                    if now >= block.deadline_ns:
+                        return False
+                    if wait_until is not None:
+                        wait_until(cond, block.deadline_ns)
+                    else:
+                        cond.wait((block.deadline_ns - now) / 1_000_000_000)
+                return True
+            finally:
+                self._ext_blocked -= 1
+
+    def _emit_block(self, blocked_at: int) -> None:
+        """Report the time a write was blocked at stop, if any (spec EXT-9)."""
+        blocked = self._now() - blocked_at
+        if blocked > 0:
+            self._emit_foreground_delay(blocked // _NANOS_PER_MICRO)
+
+    def _ext_wake(self) -> None:
+        """Wake every writer blocked at stop; state lock held (spec EXT-7)."""
+        cond = self._ext_cond
+        assert cond is not None  # noqa: S101 - writers block only with the law on
+        cond.notify_all()
+        for loop, event in self._ext_async_waiters:
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # a closed loop: its waiter is gone with it
+                continue
+
+    async def _ext_write_async(self, nbytes: int) -> int:
+        """Await as the extended law decides, blocking at stop; return ns waited (EXT-7)."""
+        write_bytes = _u64_argument(nbytes, "nbytes")
+        started = self._now()
+        decision = self._ext_decide(write_bytes)
+        while True:
+            if type(decision) is ForegroundAdmit:
+                if decision.wait_ns == 0:
+                    break
+                # Cancelled here, the slot stays taken (spec EXT-7): writers behind it queued.
+                await self._async_sleep(decision.wait_ns)
+                self._emit_foreground_delay(decision.wait_ns // _NANOS_PER_MICRO)  # EXT-9
+                decision = self.recheck_foreground_write()  # EXT-6
+                if type(decision) is ForegroundAdmit:
+                    break
+            assert type(decision) is ForegroundBlock  # noqa: S101 - the only other decision
+            blocked_at = self._last_ns
+            woken = await self._ext_block_async(decision)
+            self._emit_block(blocked_at)
+            if not woken:
+                break
+            decision = self._ext_decide(write_bytes)
+        return max(self._now() - started, 0)
+
+    async def _ext_block_async(self, block: ForegroundBlock) -> bool:
+        """
+        Await the debt below the block's threshold (True) or its deadline (False) (EXT-7).
+
+        An event the lowering operation sets through the loop, raced against the controller's
+        async sleep to the deadline. Cancelled, it unregisters its event before propagating.
+        """
+        loop = asyncio.get_running_loop()
+        event = asyncio.Event()
+        waiter = (loop, event)
+        with self._state_lock:
+            if self._debt < block.below_bytes:
+                return True
+            self._ext_blocked += 1
+            self._ext_async_waiters.append(waiter)
+        try:
+            while True:
+                now = self._now()
+                if now >= block.deadline_ns:
+                    return False
+                woken = asyncio.ensure_future(event.wait())
+                timer = asyncio.ensure_future(self._async_sleep(block.deadline_ns - now))
+                try:
+                    await asyncio.wait({woken, timer}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    woken.cancel()
+                    timer.cancel()
+                if event.is_set():
+                    return True
+        finally:
+            with self._state_lock:
+                self._ext_blocked -= 1
+                self._ext_async_waiters.remove(waiter)
 
     # --- flush pacing -----------------------------------------------------------------------
 
@@ -1131,6 +1380,9 @@ def _renew_locks_in_child() -> None:
         factory = controller._lock_factory  # noqa: SLF001 - the module's own controllers
         controller._pacing_lock = factory(PACING_LOCK)  # noqa: SLF001 - in lock order
         controller._state_lock = factory(STATE_LOCK)  # noqa: SLF001
+        if controller._ext_cond is not None:  # noqa: SLF001 - spec EXT-7: on the new lock
+            lock: Any = controller._state_lock  # noqa: SLF001 - as in _init_extended
+            controller._ext_cond = threading.Condition(lock)  # noqa: SLF001
 
 
 if hasattr(os, "register_at_fork"):  # POSIX only; there is no fork elsewhere

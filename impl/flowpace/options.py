@@ -1,11 +1,11 @@
 """The controller's options, checked when built and normalised as upstream does (spec CFG-1..4).
 
-`FlowOptions` holds the 14 options as the user writes them, with upstream's defaults. Building
-one checks every value (spec CFG-3): a flag must be a `bool`, a number an `int` that is not a
-`bool`, within its ``u32`` or ``u64`` field; the soft and hard thresholds must not normalise to
-``u32::MAX`` (upstream's ``soft + 1`` or ``hard + 1`` would overflow, DIV-5). `normalised`
-returns the configuration the controller runs with, by the rules of upstream's
-``Options::validate`` (spec CFG-2).
+`FlowOptions` holds the 14 seed options and the extended law's three (spec EXT-1) as the user
+writes them, with upstream's defaults. Building one checks every value (spec CFG-3): a flag must be
+a `bool`, a number an `int` that is not a `bool`, within its ``u32`` or ``u64`` field; the soft and
+hard thresholds must not normalise to ``u32::MAX`` (upstream's ``soft + 1`` or ``hard + 1`` would
+overflow, DIV-5). `normalised` returns the configuration the controller runs with, by the rules of
+upstream's ``Options::validate`` (spec CFG-2).
 """
 
 from __future__ import annotations
@@ -13,15 +13,22 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Final
 
+from flowpace._ext_rules import normalised_setpoint
 from flowpace._rules import exact_int, shown
 from flowpace_reference.types import Config
 from flowpace_reference.u64 import U32_MAX, U64_MAX
 
-_FLAGS: Final = frozenset({"enable_backpressure", "enable_flush_pacing"})
+_FLAGS: Final = frozenset({"enable_backpressure", "enable_flush_pacing", "ext_admission_timeline"})
 """The options that are booleans."""
 
 _U64_FIELDS: Final = frozenset(
-    {"bp_flush_unit_bytes", "bp_floor_bps", "bp_idle_reset_ms", "bp_max_delay_us"}
+    {
+        "bp_flush_unit_bytes",
+        "bp_floor_bps",
+        "bp_idle_reset_ms",
+        "bp_max_delay_us",
+        "ext_stop_wait_limit_ns",
+    }
 )
 """The numeric options upstream holds in a ``u64``; every other number is a ``u32``."""
 
@@ -74,6 +81,13 @@ class FlowOptions:
         Milliseconds of zero debt after which throughput history is forgotten (u64).
     ``bp_max_delay_us`` (default 10000)
         Longest single foreground delay or pacing sleep, microseconds (u64).
+    ``ext_admission_timeline`` (default False)
+        Decide foreground writes by the extended law (spec/extension.md) instead of the seed's.
+    ``ext_setpoint_units`` (default 0)
+        Debt, in flush units, at which the extended law admits writes at the disk rate; 0 for
+        soft + (stop - soft) / 8, at least 1 (u32).
+    ``ext_stop_wait_limit_ns`` (default 1000000000)
+        Longest time a write waits at stop under the extended law, nanoseconds (u64).
 
     >>> FlowOptions(enable_backpressure=True, bp_soft_debt_units=0).normalised().bp_soft_debt_units
     1
@@ -93,6 +107,9 @@ class FlowOptions:
     bp_publish_guard_min_ratio_pct: int = 50
     bp_idle_reset_ms: int = _DEFAULT_IDLE_RESET_MS
     bp_max_delay_us: int = _DEFAULT_MAX_DELAY_US
+    ext_admission_timeline: bool = False  # spec EXT-1: the extended law, off by default
+    ext_setpoint_units: int = 0
+    ext_stop_wait_limit_ns: int = 1_000_000_000
 
     def __post_init__(self) -> None:
         """Check every option (spec CFG-3); raise TypeError or ValueError naming a bad one."""
@@ -136,6 +153,10 @@ class FlowOptions:
             bp_publish_guard_min_ratio_pct=_percent(self.bp_publish_guard_min_ratio_pct),
             bp_idle_reset_ms=self.bp_idle_reset_ms or _DEFAULT_IDLE_RESET_MS,
             bp_max_delay_us=self.bp_max_delay_us or _DEFAULT_MAX_DELAY_US,
+            # spec EXT-1: the extended law's options, after the seed's rules.
+            ext_admission_timeline=self.ext_admission_timeline,
+            ext_setpoint_units=normalised_setpoint(soft, stop, self.ext_setpoint_units),
+            ext_stop_wait_limit_ns=max(self.ext_stop_wait_limit_ns, 1),
         )
 
 

@@ -521,8 +521,9 @@ def recording(  # noqa: PLR0913 - the path, then the controller's own settings
 
 
 def _config_json(config: Config) -> JsonObject:
-    """Return the normalised configuration as a trace's ``config`` field."""
-    return {f.name: getattr(config, f.name) for f in fields(config)}
+    """Return the normalised configuration as a trace's ``config`` field: the seed's options."""
+    # spec EXT-1: the extended law's options are not among the trace format's fourteen.
+    return {f.name: getattr(config, f.name) for f in fields(config) if f.name[:4] != "ext_"}
 
 
 def _check_int(value: object, name: str) -> None:

@@ -96,6 +96,7 @@ MODEL_TARGETS: Final = (
     # A harness fixes the configuration, so the solver decides far more of its paths: a
     # second spent there goes deeper than one spent on a contract with a symbolic one.
     Target("flowpace_reference.symbolic", ASSERTS, weight=6.0),
+    Target("flowpace_reference.extended", PEP316),  # spec EXT-1, EXT-4, EXT-8 b
 )
 """Every module of the model that carries conditions, and how to read them."""
 

@@ -14,6 +14,7 @@ new controller's (counters at their ``u64`` limits, rare combinations of regimes
 from __future__ import annotations
 
 import asyncio
+import threading
 
 from flowpace._rules import exact_int, shown
 from flowpace._sync import current_lock_factory, lock_factory
@@ -43,16 +44,24 @@ class ManualClock:
     (15, (10,))
     """
 
-    __slots__ = ("_lock", "_now_ns", "_sleeps")
+    __slots__ = ("_blocking_waits", "_lock", "_now_ns", "_sleeps", "_waiters", "_waiting")
 
-    def __init__(self, start_ns: int = 0) -> None:
-        """Start at ``start_ns``; the clock's lock (named "clock") comes from `lock_factory`."""
+    def __init__(self, start_ns: int = 0, *, blocking_waits: bool = False) -> None:
+        """
+        Start at ``start_ns``; the clock's lock (named "clock") comes from `lock_factory`.
+
+        ``blocking_waits``: whether `wait_until_ns` blocks (until notified or advanced) rather
+        than advancing the clock to its deadline (spec EXT-7).
+        """
         start_ns = exact_int(start_ns, "start_ns")  # spec HARD-2: the value checked is used
         if not 0 <= start_ns < TIME_LIMIT_NS:  # spec HARD-3: a reading a controller accepts
             raise ValueError(f"start_ns must be in [0, 2**64 * 10**9), got {shown(start_ns)}")
         self._lock = current_lock_factory()("clock")
         self._now_ns = start_ns
         self._sleeps: list[int] = []
+        self._blocking_waits = blocking_waits
+        self._waiters: list[threading.Condition] = []  # conditions waited on (EXT-7)
+        self._waiting = threading.Condition()  # tells a test how many threads wait
 
     def monotonic_ns(self) -> int:
         """Return the current time in nanoseconds."""
@@ -63,6 +72,8 @@ class ManualClock:
         duration_ns = _checked_duration(duration_ns)
         with self._lock:
             self._now_ns = _moved(self._now_ns, duration_ns)
+            waiters = tuple(self._waiters)
+        _notify(waiters)
 
     def sleep_ns(self, duration_ns: int) -> None:
         """Advance the clock by ``duration_ns`` and record the sleep; return at once."""
@@ -70,6 +81,52 @@ class ManualClock:
         with self._lock:
             self._now_ns = _moved(self._now_ns, duration_ns)
             self._sleeps.append(duration_ns)
+            waiters = tuple(self._waiters)
+        _notify(waiters)
+
+    def wait_until_ns(self, condition: threading.Condition, deadline_ns: int) -> None:
+        """
+        Wait on ``condition``, whose lock the caller holds, until notified or ``deadline_ns``.
+
+        Spec EXT-7. By default it never blocks: the clock moves to the deadline (if it is not
+        there yet) and the call returns, as a sleep does. With ``blocking_waits=True`` it
+        blocks until the condition is notified or the clock is advanced (by anyone), so a test
+        drives a wait across threads deterministically: `wait_for_waiters` tells it when.
+        """
+        with self._lock:
+            if not self._blocking_waits:
+                self._now_ns = max(self._now_ns, deadline_ns)
+                return
+            if self._now_ns >= deadline_ns:
+                return
+            # Registered under the clock's lock: an advance either sees it (and notifies it
+            # once the caller waits, since the notifier needs the caller's lock) or came first.
+            self._waiters.append(condition)
+        with self._waiting:
+            self._waiting.notify_all()
+        try:
+            condition.wait()
+        finally:
+            with self._lock:
+                self._waiters.remove(condition)
+            with self._waiting:
+                self._waiting.notify_all()
+
+    @property
+    def waiting(self) -> int:
+        """How many threads wait in `wait_until_ns` now (``blocking_waits`` only)."""
+        with self._lock:
+            return len(self._waiters)
+
+    def wait_for_waiters(self, count: int, *, timeout_s: float = 60.0) -> bool:
+        """
+        Block until ``count`` threads wait in `wait_until_ns`; return whether they did.
+
+        For tests that drive blocked writers: the timeout is a safety net against a hang, not
+        a measurement (the result does not depend on the machine's speed).
+        """
+        with self._waiting:
+            return self._waiting.wait_for(lambda: self.waiting == count, timeout_s)
 
     async def async_sleep_ns(self, duration_ns: int) -> None:
         """Advance the clock as `sleep_ns` does, then yield to the event loop once."""
@@ -92,6 +149,13 @@ class ManualClock:
         """Return the sleeps taken after the first ``start`` ones, in order."""
         with self._lock:
             return tuple(self._sleeps[start:])
+
+
+def _notify(conditions: tuple[threading.Condition, ...]) -> None:
+    """Wake the threads waiting on ``conditions``: the clock moved (spec EXT-7)."""
+    for condition in conditions:
+        with condition:
+            condition.notify_all()
 
 
 def _checked_duration(duration_ns: object) -> int:

@@ -168,13 +168,21 @@ class Check:
 
 
 SEQUENTIAL: Final = Check(
-    "sequential", "implementation vs model, step by step", ("tests/test_stateful.py",)
+    "sequential",
+    "implementation vs model, step by step",
+    ("tests/test_stateful.py", "tests/test_extended.py"),  # the second: spec EXT-1..9
 )
 INTERLEAVINGS: Final = Check(
-    "interleavings", "drawn thread schedules, linearizable", ("tests/test_interleavings.py",)
+    "interleavings",
+    "drawn thread schedules, linearizable",
+    # First the extended law's blocked writers (spec EXT-7): a second or two when they pass,
+    # and a hunt for a writer never woken fails there, before the long schedules run.
+    ("tests/test_extended_threads.py", "tests/test_interleavings.py"),
 )
 LINEARIZABILITY: Final = Check(
-    "linearizability", "real threads, WGL against the model", ("tests/test_linearizability.py",)
+    "linearizability",
+    "real threads, WGL against the model",
+    ("tests/test_linearizability.py", "tests/test_extended_linearizability.py"),  # 2nd: EXT-5
 )
 HYPOTHESIS_CHECKS: Final = (SEQUENTIAL, INTERLEAVINGS, LINEARIZABILITY)
 """The checks that hunt planted bugs, in the order a hunt tries them."""

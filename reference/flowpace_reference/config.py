@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Final
 
+from flowpace_reference import extended
 from flowpace_reference.contracts import (  # noqa: F401  # read by the contracts
     options_in_range,
     satisfies_guarantees,
@@ -36,8 +37,11 @@ U64_OPTIONS: Final = (
 )
 """Options the seed holds in a ``u64``."""
 
-OPTION_NAMES: Final = tuple(field.name for field in dataclasses.fields(Options))
-"""The 14 option names in upstream order."""
+OPTION_NAMES: Final = tuple(f.name for f in dataclasses.fields(Options) if f.name[:4] != "ext_")
+"""The 14 option names in upstream order (the seed's; EXT-1's three are not among them)."""
+
+EXT_OPTION_NAMES: Final = tuple(f.name for f in dataclasses.fields(Options) if f.name[:4] == "ext_")
+"""The extended law's options (spec EXT-1)."""
 
 DATA_FILE_SIZE: Final = 64 << 20
 """Upstream's default data file size, the flush unit that replaces a zero (CFG-2)."""
@@ -56,7 +60,7 @@ def options_from_mapping(values: Mapping[str, object]) -> Options:
     post: all(getattr(__return__, name) == values[name] for name in values)
     raises: TypeError
     """
-    unknown = sorted(set(values) - set(OPTION_NAMES))
+    unknown = sorted(set(values) - set(OPTION_NAMES) - set(EXT_OPTION_NAMES))
     if unknown:
         raise TypeError(f"unknown option(s): {', '.join(unknown)}")
     return Options(**values)  # type: ignore[arg-type]  # normalise() checks every value's type
@@ -97,6 +101,7 @@ def check_options(options: Options) -> None:
             "option bp_hard_debt_units must normalise below "
             f"{U32_MAX}, got {options.bp_hard_debt_units!r} (soft {soft!r})"
         )
+    extended.check_extended_options(*(getattr(options, name) for name in EXT_OPTION_NAMES))
 
 
 def normalised_soft(soft: int) -> int:
@@ -220,6 +225,12 @@ def normalise(options: Options) -> Config:
         bp_publish_guard_min_ratio_pct=normalised_pct(options.bp_publish_guard_min_ratio_pct),
         bp_idle_reset_ms=nonzero_or(options.bp_idle_reset_ms, 5_000),
         bp_max_delay_us=nonzero_or(options.bp_max_delay_us, 10_000),
+        # spec EXT-1: the extended law's options, normalised after the seed's.
+        ext_admission_timeline=options.ext_admission_timeline,
+        ext_setpoint_units=extended.normalised_setpoint(
+            soft, normalised_stop(hard, options.bp_stop_debt_units), options.ext_setpoint_units
+        ),
+        ext_stop_wait_limit_ns=extended.normalised_stop_wait_limit(options.ext_stop_wait_limit_ns),
     )
 
 

@@ -102,6 +102,13 @@ class Options:
     """Milliseconds of zero debt after which throughput history is forgotten."""
     bp_max_delay_us: int = 10_000
     """Longest single foreground delay or pacing sleep, in microseconds."""
+    # spec EXT-1: the extended law's options, off by default (not among the seed's fourteen).
+    ext_admission_timeline: bool = False
+    """Decide foreground writes by the extended law (spec/extension.md) instead of FC-6..8."""
+    ext_setpoint_units: int = 0
+    """Debt, in flush units, at which the extended law admits at the disk rate; 0: default."""
+    ext_stop_wait_limit_ns: int = 1_000_000_000
+    """Longest time a write waits at stop under the extended law, nanoseconds."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -126,6 +133,9 @@ class Config:
     bp_publish_guard_min_ratio_pct: int
     bp_idle_reset_ms: int
     bp_max_delay_us: int
+    ext_admission_timeline: bool = False  # spec EXT-1: normalised by EXT-1's rules
+    ext_setpoint_units: int = 0
+    ext_stop_wait_limit_ns: int = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -236,3 +246,21 @@ class TaskStep:
     """The controller after the operation."""
     task: TaskState
     """The task after the operation."""
+
+
+@dataclass(frozen=True, slots=True)
+class ForegroundAdmit:
+    """The extended law admits a write after ``wait_ns`` nanoseconds (spec EXT-5, EXT-6)."""
+
+    wait_ns: int = 0
+    """How long to wait before writing (0: at once), then re-check (EXT-6)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ForegroundBlock:
+    """The extended law blocks a write at stop (spec EXT-5 rule 2, EXT-7)."""
+
+    below_bytes: int
+    """Wait until the debt is below this many bytes, then ask again."""
+    deadline_ns: int
+    """Or until this time (the user's limit), then write."""

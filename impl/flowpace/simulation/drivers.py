@@ -11,16 +11,22 @@ virtual time.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Protocol
 
 from flowpace.controller import FlowController, FlowTask
 from flowpace.options import FlowOptions
 from flowpace.simulation import laws
 from flowpace.simulation.laws import ADMIT_NOW, Decision, Verdict
+from flowpace_reference import extended
 from flowpace_reference import transitions as model
-from flowpace_reference.config import normalise, options_from_mapping
-from flowpace_reference.types import ControllerState, Options, TaskState
+from flowpace_reference.config import OPTION_NAMES, normalise, options_from_mapping
+from flowpace_reference.types import (
+    ControllerState,
+    ForegroundAdmit,
+    ForegroundBlock,
+    TaskState,
+)
 
 
 class SimClock:
@@ -207,39 +213,64 @@ class ModelLaw:
 
 
 def _option_values(options: FlowOptions) -> dict[str, object]:
-    """Return the 14 options of ``options`` by name."""
-    return {name: getattr(options, name) for name in Options.__dataclass_fields__}
+    """Return the 14 seed options of ``options`` by name (the extended law's are set apart)."""
+    return {name: getattr(options, name) for name in OPTION_NAMES}
 
 
 class ExtendedLaw(ControllerLaw):
-    """The extended law's prototype (`flowpace.simulation.laws`) over a real controller."""
+    """The extended law on a real `FlowController` (``ext_admission_timeline``, EXT-1..9)."""
 
-    def __init__(
-        self,
-        options: FlowOptions,
-        clock: SimClock,
-        *,
-        setpoint_units: int | None = None,
-        stop_limit_us: int = 1_000_000,
-    ) -> None:
-        """Build the controller and the law's configuration and state."""
-        super().__init__(options, clock)
-        self.cfg = laws.extended_config(
-            self.ctl.config, setpoint_units=setpoint_units, stop_limit_us=stop_limit_us
+    def __init__(self, options: FlowOptions, clock: SimClock, *, stop_limit_us: int) -> None:
+        """Build the controller with the law on and the user's stop limit (spec EXT-1)."""
+        super().__init__(
+            replace(
+                options, ext_admission_timeline=True, ext_stop_wait_limit_ns=stop_limit_us * 1_000
+            ),
+            clock,
         )
-        self.ext = laws.ExtendedState()
 
     def admit(self, writer: int, write_bytes: int, now_ns: int) -> Decision:
-        """Return the extended law's decision and keep its state."""
-        del writer
-        step = laws.extended_admit(self.cfg, self.ext, self.state(), write_bytes, now_ns)
-        self.ext = step.state
-        return step.decision
+        """Return the controller's decision, never waiting (the nowait form, spec EXT-5)."""
+        del writer, now_ns
+        return _as_plant_decision(self.ctl.decide_foreground_write(write_bytes))
 
     def recheck(self, writer: int, write_bytes: int, now_ns: int) -> Decision:
-        """Return block if the debt reached stop during the wait."""
+        """Return the controller's re-check (spec EXT-6)."""
+        del writer, write_bytes, now_ns
+        return _as_plant_decision(self.ctl.recheck_foreground_write())
+
+
+class ExtendedModelLaw(ControllerLaw):
+    """The extended law of the model (`flowpace_reference.extended`) over a real controller."""
+
+    def __init__(self, options: FlowOptions, clock: SimClock, *, stop_limit_us: int) -> None:
+        """Build the controller and the law's configuration and state (spec EXT-1, EXT-2)."""
+        super().__init__(options, clock)
+        values = {**_option_values(options), "ext_admission_timeline": True}
+        values["ext_stop_wait_limit_ns"] = stop_limit_us * 1_000
+        self.cfg = extended.extended_config(normalise(options_from_mapping(values)))
+        self.ext = extended.ExtendedState()
+
+    def admit(self, writer: int, write_bytes: int, now_ns: int) -> Decision:
+        """Return the model's decision and keep the law's state (spec EXT-5)."""
+        del writer
+        step = extended.decide(self.cfg, self.ext, self.state(), write_bytes, now_ns)
+        self.ext = step.state
+        return _as_plant_decision(step.decision)
+
+    def recheck(self, writer: int, write_bytes: int, now_ns: int) -> Decision:
+        """Return block if the debt reached stop during the wait (spec EXT-6)."""
         del writer, write_bytes
-        return laws.extended_recheck(self.cfg, self.state(), now_ns)
+        return _as_plant_decision(extended.recheck(self.cfg, self.state(), now_ns))
+
+
+def _as_plant_decision(decision: ForegroundAdmit | ForegroundBlock) -> Decision:
+    """Return the plant's form of an extended-law decision (spec EXT-5)."""
+    if isinstance(decision, ForegroundBlock):
+        return Decision(
+            Verdict.BLOCK, below_bytes=decision.below_bytes, deadline_ns=decision.deadline_ns
+        )
+    return ADMIT_NOW if decision.wait_ns == 0 else Decision(Verdict.ADMIT, decision.wait_ns)
 
 
 class BucketLaw(ControllerLaw):
@@ -323,6 +354,10 @@ def _extended(options: FlowOptions, clock: SimClock, stop_limit_us: int) -> Law:
     return ExtendedLaw(options, clock, stop_limit_us=stop_limit_us)
 
 
+def _extended_model(options: FlowOptions, clock: SimClock, stop_limit_us: int) -> Law:
+    return ExtendedModelLaw(options, clock, stop_limit_us=stop_limit_us)
+
+
 def _bucket(options: FlowOptions, clock: SimClock, stop_limit_us: int) -> Law:
     del stop_limit_us
     return BucketLaw(options, clock)
@@ -335,6 +370,7 @@ LAWS: Final = {
         LawSpec("extended", "shared admission timeline, smooth rate, real stop", _extended),
         LawSpec("token-bucket", "RocksDB-style shared token bucket (a peer)", _bucket),
         LawSpec("seed-model", "the origin's law on the reference model", _seed_model),
+        LawSpec("extended-model", "the extended law on the reference model", _extended_model),
     )
 }
 """Every law the simulator runs, by name."""

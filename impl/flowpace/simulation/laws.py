@@ -1,17 +1,10 @@
 """Foreground laws the simulator compares with the seed's: pure functions over integers.
 
-Two laws live here, each as a frozen configuration, a frozen state and functions from (state,
-controller state, arguments) to a decision and the next state. Neither is part of the
-controller: they read the `ControllerState` a `FlowController` (or the model) keeps, so the
+The extended law is the model's (`flowpace_reference.extended`, spec EXT-1 to EXT-9). The
+peer law lives here, as a frozen configuration, a frozen state and functions from (state,
+controller state, arguments) to a decision and the next state. It is not part of the
+controller: it reads the `ControllerState` a `FlowController` (or the model) keeps, so the
 debt, the disk estimate and the cold-start bookkeeping stay the seed's (spec ST-1, AR-4, AR-7).
-
-**The extended law** (a prototype, ``--law extended``). Writers share one admission timeline:
-a write of ``w`` bytes takes the next free slot on it, ``w / rate`` long, so the writers
-together are admitted at ``rate`` whatever their number. The rate is a smooth function of the
-debt that is infinite at soft (no jump from "no delay" to "full delay"), equals the disk
-estimate at a setpoint, and falls to zero at stop; at or above stop a writer blocks until the
-debt falls below stop, or until a limit the user sets. See the report of the simulation for
-the law written as requirements.
 
 **A RocksDB-style token bucket** (``--law token-bucket``): one shared byte budget refilled every
 millisecond at a delayed write rate that is multiplied by 0.6, 0.8 or 1.25 as the debt trend
@@ -24,7 +17,7 @@ import enum
 from dataclasses import dataclass, replace
 from typing import Final
 
-from flowpace_reference.types import Config, ControllerState
+from flowpace_reference.types import Config
 
 NANOS_PER_SECOND: Final = 1_000_000_000
 NANOS_PER_MICRO: Final = 1_000
@@ -65,158 +58,6 @@ class Decision:
 
 
 ADMIT_NOW: Final = Decision(Verdict.ADMIT)
-
-
-# --- the extended law ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ExtendedConfig:
-    """The extended law's configuration: the controller's, plus a setpoint and a stop limit."""
-
-    backpressure: bool
-    unit_bytes: int
-    soft_mu: int
-    setpoint_mu: int
-    """Debt at which the admission rate equals the disk estimate; ``soft < setpoint < stop``."""
-    stop_mu: int
-    cold_mu: int
-    floor_bps: int
-    warmup: int
-    stop_limit_ns: int
-    """Longest time a write blocks at stop before it is let through (the user's bound)."""
-
-
-def extended_config(
-    config: Config, *, setpoint_units: int | None = None, stop_limit_us: int = 1_000_000
-) -> ExtendedConfig:
-    """
-    Return the extended law's configuration for a normalised controller ``config``.
-
-    The setpoint defaults to ``soft + max(1, (stop - soft) // 8)`` units and is clamped into
-    ``[soft + 1, stop - 1]``, which is never empty: a normalised configuration has
-    ``soft < hard < stop`` (spec CFG-4). ``stop_limit_us`` is the user's bound on a blocked
-    write (at least 1 µs).
-    """
-    soft, stop = config.bp_soft_debt_units, config.bp_stop_debt_units
-    setpoint = soft + max(1, (stop - soft) // 8) if setpoint_units is None else setpoint_units
-    setpoint = min(max(setpoint, soft + 1), stop - 1)
-    return ExtendedConfig(
-        backpressure=config.enable_backpressure,
-        unit_bytes=config.bp_flush_unit_bytes,
-        soft_mu=soft * MILLI,
-        setpoint_mu=setpoint * MILLI,
-        stop_mu=stop * MILLI,
-        cold_mu=config.bp_cold_start_fail_safe_units * MILLI,
-        floor_bps=config.bp_floor_bps,
-        warmup=config.bp_warmup_min_samples,
-        stop_limit_ns=max(stop_limit_us, 1) * NANOS_PER_MICRO,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class ExtendedState:
-    """What the extended law keeps besides the controller's state."""
-
-    next_admit_ns: int | None = None
-    """The shared admission timeline: when the next slot starts (None: free now)."""
-    known_bps: int = 0
-    """The last steady-state disk estimate; survives an idle reset (0: never warm)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ExtendedStep:
-    """A decision of the extended law and the law's state after it."""
-
-    decision: Decision
-    state: ExtendedState
-
-
-def base_rate_bps(cfg: ExtendedConfig, ext: ExtendedState, state: ControllerState) -> int:
-    """
-    Return the disk rate the law scales, bytes/s, at least 1.
-
-    In steady state the controller's I/O average (spec AR-4); in cold start the larger of the
-    effective floor (AR-7) and the last steady-state estimate the law remembers, so a burst
-    after an idle reset is paced as one after a short idle.
-    """
-    if state.io_sample_count >= cfg.warmup:
-        return max(state.io_bps_ewma, 1)
-    return max(cfg.floor_bps, state.adaptive_floor_bps, ext.known_bps, 1)
-
-
-def free_below_mu(cfg: ExtendedConfig, ext: ExtendedState, state: ControllerState) -> int:
-    """Return the debt, milli-units, at or below which writes are free (the seed's FC-6 4-5)."""
-    cold = state.io_sample_count < cfg.warmup and ext.known_bps == 0
-    return cfg.cold_mu - 1 if cold else cfg.soft_mu
-
-
-def slot_ns(cfg: ExtendedConfig, write_bytes: int, debt: int, base_bps: int) -> int:
-    """
-    Return how long a write of ``write_bytes`` holds the admission timeline, nanoseconds.
-
-    For ``soft < debt < stop`` (milli-units) the admission rate is
-
-        rate = base_bps * (P - S) * (X - debt) / ((debt - S) * (X - P))
-
-    with S, P, X the soft threshold, setpoint and stop: infinite at soft, ``base_bps`` at the
-    setpoint, 0 at stop, strictly decreasing in between. The slot is ``write_bytes / rate``,
-    rounded up to a whole nanosecond.
-    """
-    s, p, x = cfg.soft_mu, cfg.setpoint_mu, cfg.stop_mu
-    numerator = write_bytes * NANOS_PER_SECOND * (debt - s) * (x - p)
-    denominator = base_bps * (p - s) * (x - debt)
-    return ceil_div(numerator, denominator)
-
-
-def extended_admit(
-    cfg: ExtendedConfig,
-    ext: ExtendedState,
-    state: ControllerState,
-    write_bytes: int,
-    now_ns: int,
-) -> ExtendedStep:
-    """
-    Return the decision on a write of ``write_bytes`` asked at ``now_ns``, and the next state.
-
-    Rules, first match decides:
-
-    1. backpressure disabled, an empty write, or no debt: admit now;
-    2. debt at or above stop: block until the debt is below stop, at most ``stop_limit_ns``;
-    3. debt at or below the free threshold (soft; in a cold start with no remembered rate, the
-       fail-safe's strict rule): admit now and clear the timeline (no backlog, no credit);
-    4. otherwise take the next slot: ``start = max(now, next_admit)``, wait ``start - now``,
-       and the timeline moves to ``start + slot_ns``.
-    """
-    known = state.io_bps_ewma if state.io_sample_count >= cfg.warmup else ext.known_bps
-    if known != ext.known_bps:
-        ext = replace(ext, known_bps=known)
-    debt = debt_mu(state.debt_bytes, cfg.unit_bytes)
-    if not cfg.backpressure or write_bytes == 0 or debt == 0:
-        return ExtendedStep(ADMIT_NOW, ext)
-    if debt >= cfg.stop_mu:
-        return ExtendedStep(_stop_block(cfg, now_ns), ext)
-    if debt <= free_below_mu(cfg, ext, state):
-        if ext.next_admit_ns is not None:
-            ext = replace(ext, next_admit_ns=None)
-        return ExtendedStep(ADMIT_NOW, ext)
-    start = now_ns if ext.next_admit_ns is None else max(now_ns, ext.next_admit_ns)
-    slot = slot_ns(cfg, write_bytes, debt, base_rate_bps(cfg, ext, state))
-    decision = ADMIT_NOW if start == now_ns else Decision(Verdict.ADMIT, wait_ns=start - now_ns)
-    return ExtendedStep(decision, replace(ext, next_admit_ns=start + slot))
-
-
-def extended_recheck(cfg: ExtendedConfig, state: ControllerState, now_ns: int) -> Decision:
-    """Return, for a write whose wait has ended, whether it writes now or blocks at stop."""
-    if cfg.backpressure and debt_mu(state.debt_bytes, cfg.unit_bytes) >= cfg.stop_mu:
-        return _stop_block(cfg, now_ns)
-    return ADMIT_NOW
-
-
-def _stop_block(cfg: ExtendedConfig, now_ns: int) -> Decision:
-    """Return the block at stop: until the debt is below stop, or for the user's limit."""
-    below = ceil_div(cfg.stop_mu * cfg.unit_bytes, MILLI)  # the least debt_mu(d) >= stop_mu
-    return Decision(Verdict.BLOCK, below_bytes=below, deadline_ns=now_ns + cfg.stop_limit_ns)
 
 
 # --- a RocksDB-style token bucket ------------------------------------------------------------
