@@ -93,3 +93,33 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             marker.args[0] if marker.args else "crosshair is not thread safe"
         )
         pytest.skip(str(reason))
+
+
+HUNT_TEST: Final = "test_the_campaign_finds_the_planted_bug"
+"""The parametrised test of ``tests/test_planted_bugs.py`` that hunts one planted bug."""
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the selected planted-bug hunts in the background (see ``tests/planted_hunts.py``)."""
+    import planted_hunts  # noqa: PLC0415 - only when hunts were collected
+    from flowpace.verify import PlantedBug, planted_bug  # noqa: PLC0415 - as above
+
+    selected = [
+        bug
+        for item in session.items
+        if isinstance(item, pytest.Function)
+        and item.originalname == HUNT_TEST
+        and hasattr(item, "callspec")
+        and isinstance(bug := item.callspec.params.get("bug"), PlantedBug)
+    ]
+    # Inside a hunt (a patched copy's own run) hunting again would recurse: the test skips.
+    if selected and planted_bug() is None and not crosshair_active():
+        planted_hunts.start(selected, session.config.rootpath)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Cancel the background hunts that have not started."""
+    del session
+    import planted_hunts  # noqa: PLC0415 - as in pytest_collection_finish
+
+    planted_hunts.stop()
