@@ -85,6 +85,11 @@ _ELAPSED_LIMIT_NS: Final = 2**64 * 10**9
 
 _NANOS_PER_MICRO: Final = 1_000
 
+# Compact ints: the hot paths compare with 0x3FFF_FFFF (2**30 - 1, a literal, not a global:
+# a global costs a dictionary lookup on a free-threaded build) before any u64 bound. CPython
+# 3.11 to 3.13 specialise a comparison of two ints only when both fit in one 30-bit digit; a
+# u64 bound has three, so testing it alone always takes the generic path (spec ERR-3, AR-1).
+
 _BYPASS_METRICS: Final = {
     FlushDecision.BYPASS_TEARDOWN: Metric.FLUSH_PACING_BYPASS_TEARDOWN,
     FlushDecision.BYPASS_ARENA_STARVATION: Metric.FLUSH_PACING_BYPASS_ARENA_STARVATION,
@@ -485,7 +490,10 @@ class FlowController:
 
     def on_enqueue_est(self, est_bytes: int) -> FlowTask:
         """Charge a new flush task's estimate to the debt and return the task (spec FC-1)."""
-        if type(est_bytes) is not int or not 0 <= est_bytes <= U64_MAX:
+        # Compact ints (below 2**30, the common case) pass with comparisons CPython specialises;
+        # any other value gets the full check (spec ERR-3, HARD-2), which returns the same int
+        # for every valid one.
+        if type(est_bytes) is not int or est_bytes < 0 or est_bytes > 0x3FFF_FFFF:
             est_bytes = _u64_argument(est_bytes, "est_bytes")
         now = self._now()
         task = _new_object(FlowTask)
@@ -496,10 +504,9 @@ class FlowController:
         task._io_micros = 0  # noqa: SLF001
         task._outcome = _UNKNOWN  # noqa: SLF001
         task._force_bypass = False  # noqa: SLF001
-        lock = self._state_lock
-        with lock:  # `with`, not acquire(): see the module docstring
+        with self._state_lock:  # `with`, not acquire(): see the module docstring
             debt = self._debt + est_bytes
-            if debt > U64_MAX:
+            if debt > 0x3FFF_FFFF and debt > U64_MAX:  # compact test first (see "Compact ints")
                 _raise_overflow("on_enqueue_est", self._debt, est_bytes)
             if now < self._last_ns:
                 # Clamp: another thread applied a later reading first (module docstring).
@@ -529,28 +536,30 @@ class FlowController:
             owner = task._owner  # noqa: SLF001 - fixed at enqueue: read before the lock
         except AttributeError:
             _raise_forged(task)  # spec HARD-1: made without its controller
-        if type(nbytes) is not int or not 0 <= nbytes <= U64_MAX:
+        # Compact fast checks, full checks otherwise, as in on_enqueue_est (spec ERR-3, HARD-2).
+        if type(nbytes) is not int or nbytes < 0 or nbytes > 0x3FFF_FFFF:
             nbytes = _u64_argument(nbytes, "nbytes")
-        if type(elapsed_ns) is not int or not 0 <= elapsed_ns < _ELAPSED_LIMIT_NS:
+        if type(elapsed_ns) is not int or elapsed_ns < 0 or elapsed_ns > 0x3FFF_FFFF:
             elapsed_ns = _elapsed_argument(elapsed_ns)
         # The sample depends on the arguments only: computed before the lock (spec AR-1, AR-4).
         io_micros = elapsed_ns // 1_000
-        if io_micros > U64_MAX:
+        # Every clamp and overflow test tries the compact bound first: a specialised
+        # comparison that settles the common case; the u64 bound's is generic (3 digits).
+        if io_micros > 0x3FFF_FFFF and io_micros > U64_MAX:
             io_micros = U64_MAX
         if nbytes != 0 and io_micros != 0:
             # spec FC-2: a report with bytes and time is a sample, counted even when its rate
             # truncates to 0 (the average then ignores it, AR-6).
             sample = nbytes * 1_000_000 // io_micros
-            if sample > U64_MAX:
+            if sample > 0x3FFF_FFFF and sample > U64_MAX:
                 sample = U64_MAX
         else:
             sample = -1  # no sample at all
-        lock = self._state_lock
-        with lock:  # `with`, not acquire(): see the module docstring
+        with self._state_lock:  # `with`, not acquire(): see the module docstring
             if owner is not self or task._done or task._actual is not None:  # noqa: SLF001
                 _raise_misuse(self, task, "on_io_built")
             debt = self._debt + nbytes - task._est  # noqa: SLF001
-            if debt > U64_MAX:
+            if debt > 0x3FFF_FFFF and debt > U64_MAX:
                 _raise_overflow("on_io_built", self._debt, nbytes - task._est)  # noqa: SLF001
             if debt < 0:
                 debt = 0  # the seed's saturating settle; unreachable by INV-1
@@ -558,13 +567,15 @@ class FlowController:
             if sample >= 0:
                 if sample != 0:
                     old = self._io_bps
-                    # spec AR-6: the first sample is taken as is, later ones weigh 20 %.
-                    self._io_bps = sample if old == 0 else (old * 80 + sample * 20) // 100
+                    # spec AR-6: the first sample is taken as is, later ones weigh 20 %:
+                    # (old * 80 + sample * 20) // 100, computed as (old * 4 + sample) // 5,
+                    # equal for all ints (floor(20a / 100) = floor(a / 5)) and cheaper.
+                    self._io_bps = sample if old == 0 else (old * 4 + sample) // 5
                     if sample >> 3 > self._adaptive_floor:
                         # spec AR-7: max(floor, sample // 8); the floor is already <= it (INV-9).
                         self._adaptive_floor = sample >> 3
                 samples = self._samples
-                if samples < U64_MAX:
+                if samples < 0x3FFF_FFFF or samples < U64_MAX:
                     self._samples = samples = samples + 1  # spec DIV-4: saturates
                 if samples >= self._warmup:
                     self._quiet_debt = self._tuning.warm_quiet_debt  # steady state (AR-4)
@@ -582,8 +593,7 @@ class FlowController:
         except AttributeError:
             _raise_forged(task)  # spec HARD-1: made without its controller
         now = self._now()
-        lock = self._state_lock
-        with lock:  # `with`, not acquire(): see the module docstring
+        with self._state_lock:  # `with`, not acquire(): see the module docstring
             if owner is not self or task._done:  # noqa: SLF001
                 _raise_misuse(self, task, "on_mark_done")
             if now < self._last_ns:
@@ -607,14 +617,15 @@ class FlowController:
             if charge != 0 and task._outcome is _FLUSHED:  # noqa: SLF001
                 e2e_micros = (now - task._enqueue_at) // 1_000  # noqa: SLF001
                 if e2e_micros != 0:
-                    if e2e_micros > U64_MAX:
+                    if e2e_micros > 0x3FFF_FFFF and e2e_micros > U64_MAX:
                         e2e_micros = U64_MAX  # spec AR-1: micros() clamps
                     sample = charge * 1_000_000 // e2e_micros
                     if sample != 0:  # spec AR-6: a sample of 0 is ignored
-                        if sample > U64_MAX:
+                        if sample > 0x3FFF_FFFF and sample > U64_MAX:
                             sample = U64_MAX
                         old = self._e2e_bps
-                        self._e2e_bps = sample if old == 0 else (old * 80 + sample * 20) // 100
+                        # spec AR-6: the 80/20 average, as in on_io_built
+                        self._e2e_bps = sample if old == 0 else (old * 4 + sample) // 5
                         if sample >> 3 > self._adaptive_floor:
                             self._adaptive_floor = sample >> 3  # spec AR-7, as in on_io_built
             self._fg_quiet = debt <= self._quiet_debt
@@ -630,7 +641,12 @@ class FlowController:
         every critical section changing the debt or the sample count rewrites as its last
         step, so the read sees the state after some complete operation (linearizable).
         """
-        if type(nbytes) is int and 0 <= nbytes <= 0xFFFF_FFFF_FFFF_FFFF and self._fg_quiet:
+        # The range test is the compact one (below 2**30): CPython specialises an int
+        # comparison only when both ints fit in one digit, and `nbytes <= U64_MAX` takes the
+        # generic path. A larger write takes the slow path, which returns 0 as well when
+        # `_fg_quiet` holds: the delay depends on the write's size only through whether it is
+        # 0 (spec FC-6, `_rules.foreground_delay_us`).
+        if type(nbytes) is int and nbytes >= 0 and nbytes <= 0x3FFF_FFFF and self._fg_quiet:
             return 0
         delay_us = self._foreground_delay_us(nbytes)
         if delay_us != 0:
