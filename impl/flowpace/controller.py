@@ -151,7 +151,7 @@ class FlowTask:
     _enqueue_at: int
     _est: int
     _actual: int | None  # None until on_io_built reports the task (spec DIV-1)
-    _io_micros: int
+    _io_micros: int  # unset until on_io_built (read only once `_actual` is not None)
     _outcome: Outcome
     _force_bypass: bool
     _done: bool
@@ -270,7 +270,9 @@ class FlowTask:
         """Return the task's fields, read atomically, as the model's `TaskState`."""
         with self._lock():
             actual = self._actual
-            io_micros = self._io_micros
+            # `_io_micros` is unset until `on_io_built` stores it with `_actual`: until then
+            # the task's I/O time is 0 (spec ST-2), and the enqueue saves a store.
+            io_micros = self._io_micros if actual is not None else 0
             outcome = self._outcome
             force_bypass = self._force_bypass
             done = self._done
@@ -343,7 +345,7 @@ class FlowController:
         "_stops_unlogged",
         "_teardown",
         "_tuning",
-        "_warmup",
+        "_warm_at",
     )
 
     def __init__(
@@ -366,7 +368,9 @@ class FlowController:
         observer = _checked_observer(observer)
         self._config = options.normalised()
         self._tuning = _rules.tuning_of(self._config)
-        self._warmup = self._tuning.warmup  # copies read on the lifecycle's hot path
+        # spec AR-4: the sample count at which the fast path's limit becomes the steady
+        # state's (`on_io_built`): the first count reaching the warm-up, counting from 0.
+        self._warm_at = max(self._tuning.warmup, 1)
         self._idle_reset_ns = self._tuning.idle_reset_ns
         # The system clock is read without the indirection of a method (it is the hot path);
         # any other clock's readings are checked before they are used (spec HARD-3).
@@ -473,8 +477,9 @@ class FlowController:
                 debt = 0  # below 0 is unreachable by INV-1
                 if self._idle_since is None:
                     self._idle_since = now  # spec FC-12, as in on_mark_done
-                self._next_flush_at = None
-                self._pacing_resets += 1
+                if self._next_flush_at is not None:  # spec HARD-4, as in on_mark_done
+                    self._next_flush_at = None
+                    self._pacing_resets += 1
             self._debt = debt
             self._outstanding -= count
             self._fg_quiet = debt <= self._quiet_debt
@@ -500,8 +505,7 @@ class FlowController:
         task._owner = self  # noqa: SLF001 - the controller builds its own tasks
         task._est = est_bytes  # noqa: SLF001
         task._enqueue_at = now  # noqa: SLF001
-        task._actual = None  # noqa: SLF001
-        task._io_micros = 0  # noqa: SLF001
+        task._actual = None  # noqa: SLF001 - `_io_micros` stays unset until on_io_built
         task._outcome = _UNKNOWN  # noqa: SLF001
         task._force_bypass = False  # noqa: SLF001
         with self._state_lock:  # `with`, not acquire(): see the module docstring
@@ -513,16 +517,18 @@ class FlowController:
                 now = task._enqueue_at = self._last_ns  # noqa: SLF001
             else:
                 self._last_ns = now
+            reset = False
             idle_since = self._idle_since
             if idle_since is not None:
                 if now - idle_since >= self._idle_reset_ns:
                     self._forget_history()  # spec FC-12: a long idle spell forgets samples
+                    reset = True
                 self._idle_since = None
             self._debt = debt
             task._done = False  # noqa: SLF001 - charged: it must now be settled
             self._outstanding += 1  # spec HARD-11
             self._fg_quiet = debt <= self._quiet_debt
-        if self._idle_resets_unlogged:  # spec HARD-7: the one check the log costs
+        if reset:  # spec HARD-7: logged by the enqueue that reset, after the lock
             self._log_idle_reset(now)
         return task
 
@@ -577,8 +583,12 @@ class FlowController:
                 samples = self._samples
                 if samples < 0x3FFF_FFFF or samples < U64_MAX:
                     self._samples = samples = samples + 1  # spec DIV-4: saturates
-                if samples >= self._warmup:
-                    self._quiet_debt = self._tuning.warm_quiet_debt  # steady state (AR-4)
+                # spec AR-4: the fast path's limit is the steady state's from the first count
+                # >= the warm-up on. The count rises by 1 from 0 (a new controller, an idle
+                # reset, FC-12) and the limit is cold only below that count, so the limit is
+                # set when the count *reaches* it (`_warm_at`), and not rewritten on every sample.
+                if samples == self._warm_at:
+                    self._quiet_debt = self._tuning.warm_quiet_debt
             task._actual = nbytes  # noqa: SLF001
             task._io_micros = io_micros  # noqa: SLF001
             task._outcome = _FLUSHED  # noqa: SLF001
@@ -609,8 +619,12 @@ class FlowController:
                 # spec FC-12: the controller goes idle; the pacing deadline is dropped.
                 if self._idle_since is None:
                     self._idle_since = now
-                self._next_flush_at = None
-                self._pacing_resets += 1  # spec HARD-4: no reservation made before survives
+                if self._next_flush_at is not None:
+                    # spec HARD-4: no reservation made before survives. Counted only when a
+                    # deadline is dropped: a reservation leaves one until an idle marking drops
+                    # it, so `_give_back_slot`'s comparison decides as if every marking counted.
+                    self._next_flush_at = None
+                    self._pacing_resets += 1
             self._debt = debt
             task._done = True  # noqa: SLF001
             self._outstanding -= 1  # spec HARD-11
