@@ -90,6 +90,11 @@ _ELAPSED_LIMIT_NS: Final = 2**64 * 10**9
 
 _NANOS_PER_MICRO: Final = 1_000
 
+# Compact ints: the hot paths compare with 0x3FFF_FFFF (2**30 - 1, a literal, not a global:
+# a global costs a dictionary lookup on a free-threaded build) before any u64 bound. CPython
+# 3.11 to 3.13 specialise a comparison of two ints only when both fit in one 30-bit digit; a
+# u64 bound has three, so testing it alone always takes the generic path (spec ERR-3, AR-1).
+
 _BYPASS_METRICS: Final = {
     FlushDecision.BYPASS_TEARDOWN: Metric.FLUSH_PACING_BYPASS_TEARDOWN,
     FlushDecision.BYPASS_ARENA_STARVATION: Metric.FLUSH_PACING_BYPASS_ARENA_STARVATION,
@@ -151,7 +156,7 @@ class FlowTask:
     _enqueue_at: int
     _est: int
     _actual: int | None  # None until on_io_built reports the task (spec DIV-1)
-    _io_micros: int
+    _io_micros: int  # unset until on_io_built (read only once `_actual` is not None)
     _outcome: Outcome
     _force_bypass: bool
     _done: bool
@@ -270,7 +275,9 @@ class FlowTask:
         """Return the task's fields, read atomically, as the model's `TaskState`."""
         with self._lock():
             actual = self._actual
-            io_micros = self._io_micros
+            # `_io_micros` is unset until `on_io_built` stores it with `_actual`: until then
+            # the task's I/O time is 0 (spec ST-2), and the enqueue saves a store.
+            io_micros = self._io_micros if actual is not None else 0
             outcome = self._outcome
             force_bypass = self._force_bypass
             done = self._done
@@ -351,7 +358,7 @@ class FlowController(ScopeContexts):
         "_teardown",
         "_tuning",
         "_wait_until",
-        "_warmup",
+        "_warm_at",
     )
 
     def __init__(
@@ -379,7 +386,9 @@ class FlowController(ScopeContexts):
             # spec EXT-5: no fast path under the extended law (its rule 3 clears the timeline):
             # the quiet flag is never set, so the seed's fast path costs nothing more.
             self._tuning = replace(self._tuning, cold_quiet_debt=-1, warm_quiet_debt=-1)
-        self._warmup = self._tuning.warmup  # copies read on the lifecycle's hot path
+        # spec AR-4: the sample count at which the fast path's limit becomes the steady
+        # state's (`on_io_built`): the first count reaching the warm-up, counting from 0.
+        self._warm_at = max(self._tuning.warmup, 1)
         self._idle_reset_ns = self._tuning.idle_reset_ns
         # The system clock is read without the indirection of a method (it is the hot path);
         # any other clock's readings are checked before they are used (spec HARD-3).
@@ -499,8 +508,9 @@ class FlowController(ScopeContexts):
                 debt = 0  # below 0 is unreachable by INV-1
                 if self._idle_since is None:
                     self._idle_since = now  # spec FC-12, as in on_mark_done
-                self._next_flush_at = None
-                self._pacing_resets += 1
+                if self._next_flush_at is not None:  # spec HARD-4, as in on_mark_done
+                    self._next_flush_at = None
+                    self._pacing_resets += 1
             self._debt = debt
             self._outstanding -= count
             self._fg_quiet = debt <= self._quiet_debt
@@ -518,37 +528,40 @@ class FlowController(ScopeContexts):
 
     def on_enqueue_est(self, est_bytes: int) -> FlowTask:
         """Charge a new flush task's estimate to the debt and return the task (spec FC-1)."""
-        if type(est_bytes) is not int or not 0 <= est_bytes <= U64_MAX:
+        # Compact ints (below 2**30, the common case) pass with comparisons CPython specialises;
+        # any other value gets the full check (spec ERR-3, HARD-2), which returns the same int
+        # for every valid one.
+        if type(est_bytes) is not int or est_bytes < 0 or est_bytes > 0x3FFF_FFFF:
             est_bytes = _u64_argument(est_bytes, "est_bytes")
         now = self._now()
         task = _new_object(FlowTask)
         task._owner = self  # noqa: SLF001 - the controller builds its own tasks
         task._est = est_bytes  # noqa: SLF001
         task._enqueue_at = now  # noqa: SLF001
-        task._actual = None  # noqa: SLF001
-        task._io_micros = 0  # noqa: SLF001
+        task._actual = None  # noqa: SLF001 - `_io_micros` stays unset until on_io_built
         task._outcome = _UNKNOWN  # noqa: SLF001
         task._force_bypass = False  # noqa: SLF001
-        lock = self._state_lock
-        with lock:  # `with`, not acquire(): see the module docstring
+        with self._state_lock:  # `with`, not acquire(): see the module docstring
             debt = self._debt + est_bytes
-            if debt > U64_MAX:
+            if debt > 0x3FFF_FFFF and debt > U64_MAX:  # compact test first (see "Compact ints")
                 _raise_overflow("on_enqueue_est", self._debt, est_bytes)
             if now < self._last_ns:
                 # Clamp: another thread applied a later reading first (module docstring).
                 now = task._enqueue_at = self._last_ns  # noqa: SLF001
             else:
                 self._last_ns = now
+            reset = False
             idle_since = self._idle_since
             if idle_since is not None:
                 if now - idle_since >= self._idle_reset_ns:
                     self._forget_history()  # spec FC-12: a long idle spell forgets samples
+                    reset = True
                 self._idle_since = None
             self._debt = debt
             task._done = False  # noqa: SLF001 - charged: it must now be settled
             self._outstanding += 1  # spec HARD-11
             self._fg_quiet = debt <= self._quiet_debt
-        if self._idle_resets_unlogged:  # spec HARD-7: the one check the log costs
+        if reset:  # spec HARD-7: logged by the enqueue that reset, after the lock
             self._log_idle_reset(now)
         return task
 
@@ -562,28 +575,30 @@ class FlowController(ScopeContexts):
             owner = task._owner  # noqa: SLF001 - fixed at enqueue: read before the lock
         except AttributeError:
             _raise_forged(task)  # spec HARD-1: made without its controller
-        if type(nbytes) is not int or not 0 <= nbytes <= U64_MAX:
+        # Compact fast checks, full checks otherwise, as in on_enqueue_est (spec ERR-3, HARD-2).
+        if type(nbytes) is not int or nbytes < 0 or nbytes > 0x3FFF_FFFF:
             nbytes = _u64_argument(nbytes, "nbytes")
-        if type(elapsed_ns) is not int or not 0 <= elapsed_ns < _ELAPSED_LIMIT_NS:
+        if type(elapsed_ns) is not int or elapsed_ns < 0 or elapsed_ns > 0x3FFF_FFFF:
             elapsed_ns = _elapsed_argument(elapsed_ns)
         # The sample depends on the arguments only: computed before the lock (spec AR-1, AR-4).
         io_micros = elapsed_ns // 1_000
-        if io_micros > U64_MAX:
+        # Every clamp and overflow test tries the compact bound first: a specialised
+        # comparison that settles the common case; the u64 bound's is generic (3 digits).
+        if io_micros > 0x3FFF_FFFF and io_micros > U64_MAX:
             io_micros = U64_MAX
         if nbytes != 0 and io_micros != 0:
             # spec FC-2: a report with bytes and time is a sample, counted even when its rate
             # truncates to 0 (the average then ignores it, AR-6).
             sample = nbytes * 1_000_000 // io_micros
-            if sample > U64_MAX:
+            if sample > 0x3FFF_FFFF and sample > U64_MAX:
                 sample = U64_MAX
         else:
             sample = -1  # no sample at all
-        lock = self._state_lock
-        with lock:  # `with`, not acquire(): see the module docstring
+        with self._state_lock:  # `with`, not acquire(): see the module docstring
             if owner is not self or task._done or task._actual is not None:  # noqa: SLF001
                 _raise_misuse(self, task, "on_io_built")
             debt = self._debt + nbytes - task._est  # noqa: SLF001
-            if debt > U64_MAX:
+            if debt > 0x3FFF_FFFF and debt > U64_MAX:
                 _raise_overflow("on_io_built", self._debt, nbytes - task._est)  # noqa: SLF001
             if debt < 0:
                 debt = 0  # the seed's saturating settle; unreachable by INV-1
@@ -591,16 +606,22 @@ class FlowController(ScopeContexts):
             if sample >= 0:
                 if sample != 0:
                     old = self._io_bps
-                    # spec AR-6: the first sample is taken as is, later ones weigh 20 %.
-                    self._io_bps = sample if old == 0 else (old * 80 + sample * 20) // 100
+                    # spec AR-6: the first sample is taken as is, later ones weigh 20 %:
+                    # (old * 80 + sample * 20) // 100, computed as (old * 4 + sample) // 5,
+                    # equal for all ints (floor(20a / 100) = floor(a / 5)) and cheaper.
+                    self._io_bps = sample if old == 0 else (old * 4 + sample) // 5
                     if sample >> 3 > self._adaptive_floor:
                         # spec AR-7: max(floor, sample // 8); the floor is already <= it (INV-9).
                         self._adaptive_floor = sample >> 3
                 samples = self._samples
-                if samples < U64_MAX:
+                if samples < 0x3FFF_FFFF or samples < U64_MAX:
                     self._samples = samples = samples + 1  # spec DIV-4: saturates
-                if samples >= self._warmup:
-                    self._quiet_debt = self._tuning.warm_quiet_debt  # steady state (AR-4)
+                # spec AR-4: the fast path's limit is the steady state's from the first count
+                # >= the warm-up on. The count rises by 1 from 0 (a new controller, an idle
+                # reset, FC-12) and the limit is cold only below that count, so the limit is
+                # set when the count *reaches* it (`_warm_at`), and not rewritten on every sample.
+                if samples == self._warm_at:
+                    self._quiet_debt = self._tuning.warm_quiet_debt
             task._actual = nbytes  # noqa: SLF001
             task._io_micros = io_micros  # noqa: SLF001
             task._outcome = _FLUSHED  # noqa: SLF001
@@ -617,8 +638,7 @@ class FlowController(ScopeContexts):
         except AttributeError:
             _raise_forged(task)  # spec HARD-1: made without its controller
         now = self._now()
-        lock = self._state_lock
-        with lock:  # `with`, not acquire(): see the module docstring
+        with self._state_lock:  # `with`, not acquire(): see the module docstring
             if owner is not self or task._done:  # noqa: SLF001
                 _raise_misuse(self, task, "on_mark_done")
             if now < self._last_ns:
@@ -634,22 +654,27 @@ class FlowController(ScopeContexts):
                 # spec FC-12: the controller goes idle; the pacing deadline is dropped.
                 if self._idle_since is None:
                     self._idle_since = now
-                self._next_flush_at = None
-                self._pacing_resets += 1  # spec HARD-4: no reservation made before survives
+                if self._next_flush_at is not None:
+                    # spec HARD-4: no reservation made before survives. Counted only when a
+                    # deadline is dropped: a reservation leaves one until an idle marking drops
+                    # it, so `_give_back_slot`'s comparison decides as if every marking counted.
+                    self._next_flush_at = None
+                    self._pacing_resets += 1
             self._debt = debt
             task._done = True  # noqa: SLF001
             self._outstanding -= 1  # spec HARD-11
             if charge != 0 and task._outcome is _FLUSHED:  # noqa: SLF001
                 e2e_micros = (now - task._enqueue_at) // 1_000  # noqa: SLF001
                 if e2e_micros != 0:
-                    if e2e_micros > U64_MAX:
+                    if e2e_micros > 0x3FFF_FFFF and e2e_micros > U64_MAX:
                         e2e_micros = U64_MAX  # spec AR-1: micros() clamps
                     sample = charge * 1_000_000 // e2e_micros
                     if sample != 0:  # spec AR-6: a sample of 0 is ignored
-                        if sample > U64_MAX:
+                        if sample > 0x3FFF_FFFF and sample > U64_MAX:
                             sample = U64_MAX
                         old = self._e2e_bps
-                        self._e2e_bps = sample if old == 0 else (old * 80 + sample * 20) // 100
+                        # spec AR-6: the 80/20 average, as in on_io_built
+                        self._e2e_bps = sample if old == 0 else (old * 4 + sample) // 5
                         if sample >> 3 > self._adaptive_floor:
                             self._adaptive_floor = sample >> 3  # spec AR-7, as in on_io_built
             self._fg_quiet = debt <= self._quiet_debt
@@ -670,7 +695,12 @@ class FlowController(ScopeContexts):
         every critical section changing the debt or the sample count rewrites as its last
         step, so the read sees the state after some complete operation (linearizable).
         """
-        if type(nbytes) is int and 0 <= nbytes <= 0xFFFF_FFFF_FFFF_FFFF and self._fg_quiet:
+        # The range test is the compact one (below 2**30): CPython specialises an int
+        # comparison only when both ints fit in one digit, and `nbytes <= U64_MAX` takes the
+        # generic path. A larger write takes the slow path, which returns 0 as well when
+        # `_fg_quiet` holds: the delay depends on the write's size only through whether it is
+        # 0 (spec FC-6, `_rules.foreground_delay_us`).
+        if type(nbytes) is int and nbytes >= 0 and nbytes <= 0x3FFF_FFFF and self._fg_quiet:
             return 0
         if self._ext is not None:
             return self._ext_write(nbytes)  # spec EXT-5 to EXT-7: ns waited
