@@ -347,3 +347,15 @@ def test_recording_and_exporters_are_not_imported_by_the_core() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_a_recording_of_the_extended_law_is_refused(tmp_path: Path) -> None:
+    # spec OBS-7: the trace format replays the seed's law only; a recording of the extended
+    # law would be a trace that fails its replay for no fault of the run.
+    options = FlowOptions(enable_backpressure=True, ext_admission_timeline=True)
+    with pytest.raises(ValueError, match="ext_admission_timeline=True cannot be recorded"):
+        TraceRecorder(options, clock=ManualClock())
+    path = tmp_path / "run.jsonl"
+    with pytest.raises(ValueError, match="spec OBS-7"), recording(path, options):
+        pass
+    assert not path.exists()

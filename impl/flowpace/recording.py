@@ -233,6 +233,12 @@ class TraceRecorder(ScopeContexts):
         """Build the recorded controller; its construction is the trace's time 0."""
         if options is None:
             options = FlowOptions()
+        elif type(options) is FlowOptions and options.ext_admission_timeline:
+            # spec OBS-7: the trace format and the replay's model are the seed's law's.
+            raise ValueError(
+                "ext_admission_timeline=True cannot be recorded: the trace format and "
+                "flowpace replay know the seed's law only (spec OBS-7)"
+            )
         self._lock = threading.Lock()
         self._clock = _RecordingClock(clock)
         self._observer = _CapturingObserver(observer)
