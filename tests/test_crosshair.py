@@ -31,6 +31,7 @@ from flowpace.symbolic import (
     MODEL_TARGETS,
     NOT_RUN,
     PEP316,
+    PROFILE_WEIGHTS,
     PROVEN,
     TIMEOUT_ENV,
     Z3,
@@ -42,6 +43,7 @@ from flowpace.symbolic import (
     chain_members,
     chain_results,
     format_report,
+    function_weight,
     run_symbolic_checks,
 )
 
@@ -51,7 +53,21 @@ IMPL = ROOT / "impl" / "flowpace"
 TESTS = ROOT / "tests"
 
 PLANT_TIMEOUT = 10.0
-"""CPU seconds per condition when hunting a planted bug: each is found in about one."""
+"""CPU seconds per condition when hunting a planted bug (spec VER-3): each is found in 1 to 5.
+
+CrossHair counts this budget, and each path's, in the CPU time of the process checking (it
+compares ``time.process_time()``), so a loaded machine stretches a hunt without cutting it
+short. Its one wall-clock limit is Z3's, on each query: half the per-path budget, which is the
+square root of the condition's unless given. The hunts give each path the whole condition's
+budget (`plant_options`), so a query may take 5 wall seconds rather than 1.6: a loaded machine
+that slows the solver threefold no longer makes a query give up where an idle one would not.
+"""
+
+
+def plant_options(timeout: float = PLANT_TIMEOUT) -> list[str]:
+    """Return CrossHair's options for a hunt: ``timeout`` CPU seconds per condition and path."""
+    return [f"--per_condition_timeout={timeout}", f"--per_path_timeout={timeout}"]
+
 
 DIFF_TIMEOUT = float(os.environ.get("FLOWPACE_DIFF_TIMEOUT", "6"))
 """CPU seconds each ``diffbehavior`` run may take (both orderings together)."""
@@ -71,7 +87,7 @@ MINIMUM_CONDITIONS = {
     "flowpace_reference.lemmas": 8,
     "flowpace_reference.symbolic": 7,
     # spec EXT-1, EXT-4, EXT-8 b: the slot's bounds and its monotonicity lemmas among them.
-    "flowpace_reference.extended": 24,
+    "flowpace_reference.extended": 23,
 }
 """Conditions each module states today: fewer means some went missing."""
 
@@ -276,6 +292,24 @@ PLANTED = {
         ["flowpace_reference.config.normalise"],
         "normalise",
     ),
+    # spec CFG-3, CFG-4: a u64 option allowed one past its field. `reject` is taken as given,
+    # and the proof of `check_options` still sees the value it lets through.
+    "u64-range-one-past": (
+        "config.py",
+        '(U64_OPTIONS, U64_MAX, "u64")',
+        '(U64_OPTIONS, U64_MAX + 1, "u64")',
+        ["flowpace_reference.config.check_options"],
+        "check_options",
+    ),
+    # spec LEM-10, CFG-3: an option error built, not raised; its callers' proofs take `reject`'s
+    # contract (it never returns), so only its own check can see this.
+    "reject-returns": (
+        "config.py",
+        '    raise error(f"option {name} must {requirement}, got {value!r}{context}")',
+        '    error(f"option {name} must {requirement}, got {value!r}{context}")',
+        ["flowpace_reference.config.reject"],
+        "reject",
+    ),
 }
 
 
@@ -316,7 +350,7 @@ def test_crosshair_check_reports_a_planted_bug(bug: str, tmp_path: Path) -> None
     file, old, new, targets, function = PLANTED[bug]
     copy = planted_copy(tmp_path, MODEL, file, old, new)
     done = crosshair(
-        ["check", *targets, f"--per_condition_timeout={PLANT_TIMEOUT}"],
+        ["check", *targets, *plant_options()],
         cwd=tmp_path,
         pythonpath=[copy],
     )
@@ -334,7 +368,7 @@ def test_crosshair_check_passes_the_unchanged_model(tmp_path: Path) -> None:
             "check",
             "flowpace_reference.u64",
             "flowpace_reference.measures",
-            f"--per_condition_timeout={PLANT_TIMEOUT}",
+            *plant_options(),
         ],
         cwd=tmp_path,
         pythonpath=[ROOT / "reference"],
@@ -527,3 +561,58 @@ def test_a_claim_is_proven_only_when_its_whole_chain_is() -> None:
     broken = {**outcomes, lemma: "counterexample"}
     verdicts = {r.chain.claim: r.verdict for r in chain_results(fake_report(broken, kinds))}
     assert verdicts["INV-5"] == "failed"
+
+
+def test_a_contract_taken_as_given_is_named_and_a_counterexample_to_it_still_fails() -> None:
+    """Spec LEM-10, CFG-4: `reject`, held, leaves CFG-4 proven and named; broken, it fails."""
+    given = "flowpace_reference.config.reject"
+    members = every_member_of("CFG-4")
+    assert given in members
+    assert "flowpace_reference.config.check_options" in members
+    outcomes = dict.fromkeys(members, PROVEN)
+    report = fake_report({**outcomes, given: HELD})
+    verdicts = {r.chain.claim: r.verdict for r in chain_results(report)}
+    assert verdicts["CFG-4"] == PROVEN
+    assert f"taken as given: {given}" in format_report(report)
+    unproven = {**outcomes, given: HELD, "flowpace_reference.config.check_options": HELD}
+    verdicts = {r.chain.claim: r.verdict for r in chain_results(fake_report(unproven))}
+    assert verdicts["CFG-4"] == HELD  # only the listed contract is given
+    broken = {**outcomes, given: "counterexample"}
+    verdicts = {r.chain.claim: r.verdict for r in chain_results(fake_report(broken))}
+    assert verdicts["CFG-4"] == "failed"
+
+
+def test_ci_weights_the_delay_chains_and_dev_keeps_its_budget() -> None:
+    """Spec VER-3, INV-2 to INV-5: profile weights name chain members; dev gets none."""
+    assert "dev" not in PROFILE_WEIGHTS
+    delay_chains = {name for claim in ("INV-2", "INV-5") for name in every_member_of(claim)}
+    for profile, weights in PROFILE_WEIGHTS.items():
+        assert set(weights) <= delay_chains, profile
+        for name in weights:
+            assert function_weight(name, profile) > function_weight(name, "dev")
+            assert function_weight(name, "dev") == function_weight(name)
+    # The function weights hold in every profile, and multiply.
+    check_options = "flowpace_reference.config.check_options"
+    assert function_weight(check_options, "ci") == function_weight(check_options) > 1
+
+
+def test_the_command_takes_its_budget_from_the_profile_named() -> None:
+    """Spec VER-3: ``--profile nightly`` gives each condition nightly's CPU seconds."""
+    done = subprocess.run(  # this interpreter, our module
+        [
+            sys.executable,
+            "-m",
+            "flowpace.symbolic",
+            "flowpace_reference.u64",
+            "--profile",
+            "nightly",
+            "--max-seconds",
+            "0.001",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "HYPOTHESIS_PROFILE": "dev"},
+    )
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert f"{CONDITION_TIMEOUTS['nightly']:g} CPU s per condition" in done.stdout

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import importlib.util
 import json
 import math
@@ -101,11 +102,35 @@ MODEL_TARGETS: Final = (
 """Every module of the model that carries conditions, and how to read them."""
 
 FUNCTION_WEIGHTS: Final = {
-    # Its raising paths format the offending value: CrossHair spells a symbolic int digit by
-    # digit (`!r`), some 40 paths per option, about 500 in all, to exhaust (spec CFG-3, LEM-9).
+    # About 100 paths, one for each way an option is refused, each ending at `reject` (spec
+    # CFG-3, LEM-9): about 1 CPU s to exhaust. A proof stops once exhausted, so the weight
+    # costs nothing then.
     "flowpace_reference.config.check_options": 6.0,
+    # Held, never proven (see `TAKEN_AS_GIVEN`): searched for a path that returns. Its first
+    # paths try types and names, so half a second may explore a single one.
+    "flowpace_reference.config.reject": 3.0,
 }
-"""Functions whose conditions get this many times their target's timeout."""
+"""Functions whose conditions get this many times their target's timeout, in every profile."""
+
+PROFILE_WEIGHTS: Final = {
+    # INV-2 to INV-5 (spec "Proof structure"): the members of their chains that one CPU second
+    # leaves held, each weighted to about 1.5 times the CPU seconds its proof took on its own
+    # (in brackets), so that INV-2 to INV-5 are proven under ci too. `dev` keeps its budget: the
+    # default campaign's symbolic check is its tail on a busy machine.
+    "ci": {
+        "flowpace_reference.transitions.delay_at": 6.0,  # [3.4 to 4.1 each of four]
+        "flowpace_reference.transitions.throttled_delay_at": 8.0,  # [5.1]
+        "flowpace_reference.transitions.target_throughput": 3.0,  # [1.8]
+        "flowpace_reference.transitions.base_throughput": 3.0,  # [1.3]
+        "flowpace_reference.lemmas.capped_delay_monotone": 4.0,  # [2.6]
+        "flowpace_reference.lemmas.regime_delay_monotone": 20.0,  # [12.8]
+    },
+    "nightly": {
+        "flowpace_reference.lemmas.regime_delay_monotone": 2.0,  # [12.8], beyond 10 CPU s
+    },
+}
+"""Functions whose conditions get this many times more in one profile (spec VER-3: each
+condition's CPU seconds are fixed by the profile)."""
 
 TIMEOUT_ENV: Final = "FLOWPACE_SYMBOLIC_TIMEOUT"
 """Overrides the per-condition timeout, in CPU seconds, of ``python -m flowpace.symbolic``."""
@@ -383,6 +408,20 @@ is `delay_at` at the state's debt (AR-2). INV-5 is the composition of the lemmas
 of `flowpace_reference.lemmas` describes."""
 
 
+GIVEN: Final = "given"
+"""The status of a chain member whose contract the proofs take as given (`TAKEN_AS_GIVEN`)."""
+
+TAKEN_AS_GIVEN: Final = {
+    "flowpace_reference.config.reject": (
+        "it raises the option error it formats; CrossHair spells out a raised message's digits, "
+        "which has no end of paths; tests/test_error_messages.py checks every message"
+    ),
+}
+"""Chain members whose contract a claim's proof takes as given (spec LEM-10), unless proven,
+each with the reason. A counterexample to one still fails the claim; a ``held`` one is
+``given``, and the chain line names it."""
+
+
 @dataclass(frozen=True, slots=True)
 class ChainResult:
     """Whether every contract a claim rests on is proven."""
@@ -391,11 +430,11 @@ class ChainResult:
     """The claim."""
     members: tuple[tuple[str, str], ...]
     """Every function in the chain with a contract or a lemma, and its status: ``proven``,
-    ``held``, ``failed`` or ``not checked``."""
+    ``given`` (held, and in `TAKEN_AS_GIVEN`), ``held``, ``failed`` or ``not checked``."""
 
     @property
     def verdict(self) -> str:
-        """Return ``proven`` if every member is, else the worst member status."""
+        """Return ``proven`` if every member is proven or given, else the worst member status."""
         statuses = {status for _, status in self.members}
         for status in ("failed", "not checked", HELD):
             if status in statuses:
@@ -403,8 +442,13 @@ class ChainResult:
         return PROVEN
 
 
+@functools.cache
 def _model_functions() -> dict[str, tuple[str, str]]:
-    """Return each top-level function of `CHAIN_MODULES`: qualified name -> (source, docstring)."""
+    """
+    Return each top-level function of `CHAIN_MODULES`: qualified name -> (source, docstring).
+
+    Read once a process: the model does not change under a run. Callers must not modify it.
+    """
     import ast  # noqa: PLC0415  # only reports need it
 
     functions: dict[str, tuple[str, str]] = {}
@@ -468,7 +512,8 @@ def chain_results(report: SymbolicReport) -> tuple[ChainResult, ...]:
                 if name in functions and (has_contract(functions[name][1]) or is_lemma):
                     members.append((name, "not checked"))
                 continue
-            members.append((name, _member_status(found, any_proof=is_lemma)))
+            status = _member_status(found, any_proof=is_lemma)
+            members.append((name, GIVEN if status == HELD and name in TAKEN_AS_GIVEN else status))
         results.append(ChainResult(chain, tuple(members)))
     return tuple(results)
 
@@ -493,9 +538,12 @@ def format_chains(report: SymbolicReport, *, verbose: bool = False) -> list[str]
             f"{name} ({status})" for name, status in result.members if status in (HELD, "failed")
         ]
         unchecked = sum(1 for _, status in result.members if status == "not checked")
+        given = [name for name, status in result.members if status == GIVEN]
         parts = [f"{len(result.members)} contracts and lemmas"]
         if not unproven and not unchecked:
-            parts.append("all proven")
+            parts.append("all proven" if not given else f"all proven but {len(given)}")
+        if given:
+            parts.append(f"taken as given: {', '.join(given)}")
         if unproven:
             parts.append(f"not proven: {', '.join(unproven)}")
         if unchecked:
@@ -540,17 +588,17 @@ def profile_from_environment() -> str:
     return named if named in CONDITION_TIMEOUTS else "ci"
 
 
-def timeout_from_environment() -> float:
-    """Return the per-condition timeout `TIMEOUT_ENV` sets, else the profile's."""
+def timeout_from_environment(profile: str | None = None) -> float:
+    """Return the per-condition timeout `TIMEOUT_ENV` sets, else the profile's (`PROFILE_ENV`)."""
     named = os.environ.get(TIMEOUT_ENV)
     if named:
         return float(named)
-    return CONDITION_TIMEOUTS[profile_from_environment()]
+    return CONDITION_TIMEOUTS[profile or profile_from_environment()]
 
 
-def max_seconds_from_environment() -> float:
-    """Return the safety net of the profile `PROFILE_ENV` names."""
-    return MAX_SECONDS[profile_from_environment()]
+def max_seconds_from_environment(profile: str | None = None) -> float:
+    """Return the safety net of ``profile``, else of the profile `PROFILE_ENV` names."""
+    return MAX_SECONDS[profile or profile_from_environment()]
 
 
 def crosshair_installed() -> bool:
@@ -564,14 +612,17 @@ def run_symbolic_checks(
     jobs: int = DEFAULT_JOBS,
     targets: Sequence[Target] = MODEL_TARGETS,
     max_seconds: float = MAX_SECONDS["ci"],
+    profile: str | None = None,
 ) -> SymbolicReport:
     """
     Return what CrossHair establishes about every condition of ``targets``.
 
     Each condition is searched for at most ``per_condition_timeout`` CPU seconds times its
-    target's weight (at most `MAX_CONDITION_TIMEOUT`), on ``jobs`` workers. Workers still
-    running ``max_seconds`` of wall-clock time after the start are stopped, and what they had
-    not finished is ``not run``: the run is then incomplete, never failed or passed.
+    target's weight, its function's (`FUNCTION_WEIGHTS`) and, under ``profile``, the
+    profile's (`PROFILE_WEIGHTS`), at most `MAX_CONDITION_TIMEOUT`, on ``jobs`` workers.
+    Workers still running ``max_seconds`` of wall-clock time after the start are stopped, and
+    what they had not finished is ``not run``: the run is then incomplete, never failed or
+    passed.
     """
     started = time.monotonic()
     jobs = max(jobs, 1)
@@ -580,8 +631,8 @@ def run_symbolic_checks(
     with _WorkerPool(jobs, started + max_seconds) as pool:
         jobs_to_run, load_errors = _collect(pool, targets)
         for job in jobs_to_run:
-            weight = float(str(job["weight"])) * FUNCTION_WEIGHTS.get(
-                f"{job['module']}.{job['function']}", 1.0
+            weight = float(str(job["weight"])) * function_weight(
+                f"{job['module']}.{job['function']}", profile
             )
             job["timeout"] = min(per_condition_timeout * weight, MAX_CONDITION_TIMEOUT)
         answers = pool.run(jobs_to_run)
@@ -603,6 +654,12 @@ def run_symbolic_checks(
         seconds=time.monotonic() - started,
         jobs=jobs,
     )
+
+
+def function_weight(function: str, profile: str | None = None) -> float:
+    """Return how many times its target's timeout ``function``'s conditions get in ``profile``."""
+    by_profile = PROFILE_WEIGHTS.get(profile, {}) if profile is not None else {}
+    return FUNCTION_WEIGHTS.get(function, 1.0) * by_profile.get(function, 1.0)
 
 
 def _found_failure(check: CheckResult) -> bool:
@@ -980,6 +1037,13 @@ def build_parser() -> argparse.ArgumentParser:
         f"else by ${PROFILE_ENV}: {_by_profile(CONDITION_TIMEOUTS)})",
     )
     parser.add_argument(
+        "--profile",
+        choices=tuple(CONDITION_TIMEOUTS),
+        default=None,
+        help=f"the profile whose timeouts, weights and safety net to use (default: "
+        f"${PROFILE_ENV}, else ci)",
+    )
+    parser.add_argument(
         "--max-seconds",
         type=float,
         default=None,
@@ -1017,12 +1081,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         value = getattr(args, name)
         if value is not None and not value > 0:
             parser.error(f"--{name.replace('_', '-')} must be positive, got {value}")
-    timeout = args.per_condition_timeout or timeout_from_environment()
+    profile = args.profile or profile_from_environment()
+    timeout = args.per_condition_timeout or timeout_from_environment(profile)
     report = run_symbolic_checks(
         timeout,
         jobs=args.jobs,
         targets=targets,
-        max_seconds=args.max_seconds or max_seconds_from_environment(),
+        max_seconds=args.max_seconds or max_seconds_from_environment(profile),
+        profile=profile,
     )
     text = report.to_json() if args.json else format_report(report, verbose=args.verbose)
     sys.stdout.write(text + "\n")

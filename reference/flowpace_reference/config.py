@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Final
+from typing import Final, NoReturn
 
 from flowpace_reference import extended
 from flowpace_reference.contracts import (  # noqa: F401  # read by the contracts
@@ -41,6 +41,15 @@ OPTION_NAMES: Final = tuple(f.name for f in dataclasses.fields(Options) if f.nam
 """The 14 option names in upstream order (the seed's; EXT-1's three are not among them)."""
 
 EXT_OPTION_NAMES: Final = tuple(f.name for f in dataclasses.fields(Options) if f.name[:4] == "ext_")
+SEED_NUMBER_OPTIONS: Final = tuple((name, U32_MAX, "u32") for name in U32_OPTIONS) + tuple(
+    (name, U64_MAX, "u64") for name in U64_OPTIONS
+)
+"""The seed's numeric options, their limits and widths, in the order they are checked (CFG-3)."""
+EXT_NUMBER_OPTIONS: Final = (
+    ("ext_setpoint_units", U32_MAX, "u32"),
+    ("ext_stop_wait_limit_ns", U64_MAX, "u64"),
+)
+"""The extended law's numeric options (spec EXT-1), their limits and widths."""
 """The extended law's options (spec EXT-1)."""
 
 DATA_FILE_SIZE: Final = 64 << 20
@@ -78,30 +87,66 @@ def check_options(options: Options) -> None:
     raises: TypeError, ValueError
     """
     # crosshair: on specs_complete=True
-    # (`normalise` takes this contract; its messages show values with `!r`, which for an int
-    # is its decimal digits: CrossHair formats a symbolic int that way without fixing it.)
-    for name in FLAG_OPTIONS:
-        value = getattr(options, name)
-        if not isinstance(value, bool):
-            raise TypeError(f"option {name} must be a bool, got {value!r}")
-    for names, limit, width in ((U32_OPTIONS, U32_MAX, "u32"), (U64_OPTIONS, U64_MAX, "u64")):
-        for name in names:
-            value = getattr(options, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"option {name} must be an int, got {value!r}")
-            if not 0 <= value <= limit:
-                raise ValueError(f"option {name} must be in [0, {limit}] ({width}), got {value!r}")
+    # (`normalise` takes this contract. Every error is raised by `reject`, whose contract this
+    # proof takes as given: see there.)
+    check_fields(options, FLAG_OPTIONS, SEED_NUMBER_OPTIONS)
     soft = normalised_soft(options.bp_soft_debt_units)
     if soft == U32_MAX:
-        raise ValueError(
-            f"option bp_soft_debt_units must be below {U32_MAX}, got {options.bp_soft_debt_units!r}"
-        )
-    if normalised_hard(soft, options.bp_hard_debt_units) == U32_MAX:
-        raise ValueError(
-            "option bp_hard_debt_units must normalise below "
-            f"{U32_MAX}, got {options.bp_hard_debt_units!r} (soft {soft!r})"
-        )
-    extended.check_extended_options(*(getattr(options, name) for name in EXT_OPTION_NAMES))
+        reject(ValueError, "bp_soft_debt_units", f"be below {U32_MAX}", options.bp_soft_debt_units)
+    hard = options.bp_hard_debt_units
+    if normalised_hard(soft, hard) == U32_MAX:
+        reject(ValueError, "bp_hard_debt_units", f"normalise below {U32_MAX}", hard, soft)
+    # spec EXT-1: the extended law's options, by CFG-3's rules, after the seed's.
+    check_fields(options, ("ext_admission_timeline",), EXT_NUMBER_OPTIONS)
+
+
+def check_fields(
+    options: Options, flags: tuple[str, ...], numbers: tuple[tuple[str, int, str], ...]
+) -> None:
+    """
+    Raise, through `reject`, for the first of ``flags`` not a ``bool`` or ``numbers`` out of range.
+
+    Spec CFG-3: each number is an ``int``, not a ``bool``, in ``[0, limit]`` (its width).
+    """
+    for name in flags:
+        value = getattr(options, name)
+        if not isinstance(value, bool):
+            reject(TypeError, name, "be a bool", value)
+    for name, limit, width in numbers:
+        value = getattr(options, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            reject(TypeError, name, "be an int", value)
+        if not 0 <= value <= limit:
+            reject(ValueError, name, f"be in [0, {limit}] ({width})", value)
+
+
+def reject(
+    error: type[TypeError] | type[ValueError],  # noqa: PYI055  # CrossHair makes no type[A | B]
+    name: str,
+    requirement: str,
+    value: object,
+    soft: int | None = None,
+) -> NoReturn:
+    """
+    Raise ``error`` for option ``name``: ``option NAME must REQUIREMENT, got VALUE`` (CFG-3).
+
+    The value is shown as its ``repr``, followed by ``(soft SOFT)`` when the soft threshold
+    decided the error.
+
+    pre: error in (TypeError, ValueError)
+    pre: name in OPTION_NAMES or name in EXT_OPTION_NAMES
+    post: False
+    raises: TypeError, ValueError
+    """
+    # crosshair: on specs_complete=True
+    # spec LEM-10: taken as given by its callers' proofs (`flowpace.symbolic.TAKEN_AS_GIVEN`):
+    # CrossHair spells out the message of every exception it sees raised, and a message holding a
+    # symbolic value's digits has no end of paths, so no proof that raises one ever ends.
+    # "Never returns" (post: False) drops the raising paths from a caller's proof, and the
+    # caller never formats a value either; what is left unproven is this function, whose every
+    # message tests/test_error_messages.py checks.
+    context = "" if soft is None else f" (soft {soft!r})"
+    raise error(f"option {name} must {requirement}, got {value!r}{context}")
 
 
 def normalised_soft(soft: int) -> int:
@@ -210,12 +255,13 @@ def normalise(options: Options) -> Config:
     check_options(options)
     soft = normalised_soft(options.bp_soft_debt_units)
     hard = normalised_hard(soft, options.bp_hard_debt_units)
+    stop = normalised_stop(hard, options.bp_stop_debt_units)
     return Config(
         enable_backpressure=options.enable_backpressure,
         enable_flush_pacing=options.enable_flush_pacing,
         bp_soft_debt_units=soft,
         bp_hard_debt_units=hard,
-        bp_stop_debt_units=normalised_stop(hard, options.bp_stop_debt_units),
+        bp_stop_debt_units=stop,
         bp_cold_start_fail_safe_units=normalised_cold(soft, options.bp_cold_start_fail_safe_units),
         bp_pacing_soft_debt_units=normalised_pacing(soft, options.bp_pacing_soft_debt_units),
         bp_flush_unit_bytes=nonzero_or(options.bp_flush_unit_bytes, DATA_FILE_SIZE),
@@ -227,9 +273,7 @@ def normalise(options: Options) -> Config:
         bp_max_delay_us=nonzero_or(options.bp_max_delay_us, 10_000),
         # spec EXT-1: the extended law's options, normalised after the seed's.
         ext_admission_timeline=options.ext_admission_timeline,
-        ext_setpoint_units=extended.normalised_setpoint(
-            soft, normalised_stop(hard, options.bp_stop_debt_units), options.ext_setpoint_units
-        ),
+        ext_setpoint_units=extended.normalised_setpoint(soft, stop, options.ext_setpoint_units),
         ext_stop_wait_limit_ns=extended.normalised_stop_wait_limit(options.ext_stop_wait_limit_ns),
     )
 

@@ -78,8 +78,9 @@ def options_in_range(options: Options) -> bool:
     """
     Return whether `check_options` accepts the numbers of ``options`` (CFG-3, DIV-5).
 
-    Each ``u32`` and ``u64`` option is within its width, and soft and hard normalise below
-    ``u32::MAX`` (soft at most ``u32::MAX - 2``, so that the hard it forces is below too).
+    Each ``u32`` and ``u64`` option (the extended law's too, EXT-1) is within its width, and soft
+    and hard normalise below ``u32::MAX`` (soft at most ``u32::MAX - 2``, so that the hard it
+    forces is below too).
     """
     return (
         is_u32(options.bp_soft_debt_units)
@@ -94,6 +95,8 @@ def options_in_range(options: Options) -> bool:
         & is_u64(options.bp_floor_bps)
         & is_u64(options.bp_idle_reset_ms)
         & is_u64(options.bp_max_delay_us)
+        & is_u32(options.ext_setpoint_units)  # spec EXT-1: the extended law's numbers
+        & is_u64(options.ext_stop_wait_limit_ns)
         & (options.bp_soft_debt_units <= U32_MAX - 2)
         & (options.bp_hard_debt_units < U32_MAX)
     )

@@ -30,7 +30,7 @@ from flowpace_reference.types import (
     Metric,
     MetricKind,
 )
-from flowpace_reference.u64 import U32_MAX, U64_MAX
+from flowpace_reference.u64 import U32_MAX, U64_MAX  # noqa: F401  # U32_MAX: read by the contracts
 
 NANOS_PER_SECOND: Final = 1_000_000_000
 NANOS_PER_MICRO: Final = 1_000
@@ -68,28 +68,6 @@ def normalised_stop_wait_limit(limit_ns: int) -> int:
     """
     # crosshair: on specs_complete=True
     return max(limit_ns, 1)
-
-
-def check_extended_options(flag: object, setpoint: object, limit_ns: object) -> None:
-    """
-    Raise TypeError or ValueError, naming the option, unless EXT-1's options are valid.
-
-    The rules are CFG-3's: a flag is a ``bool``; a number an ``int``, not a ``bool``, within
-    its ``u32`` or ``u64`` width.
-
-    post: True
-    raises: TypeError, ValueError
-    """
-    if not isinstance(flag, bool):
-        raise TypeError(f"option ext_admission_timeline must be a bool, got {flag!r}")
-    for name, value, limit, width in (
-        ("ext_setpoint_units", setpoint, U32_MAX, "u32"),
-        ("ext_stop_wait_limit_ns", limit_ns, U64_MAX, "u64"),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"option {name} must be an int, got {value!r}")
-        if not 0 <= value <= limit:
-            raise ValueError(f"option {name} must be in [0, {limit}] ({width}), got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
