@@ -66,7 +66,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Final, cast
 
 import pytest
-from hypothesis import event, note, settings, target
+from hypothesis import event, given, note, settings, target
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -1589,3 +1589,42 @@ def test_implementation_matches_model_step_by_step() -> None:
     assert not missing, f"regimes never reached: {missing}; reached: {dict(covered)}"
     untried = sorted(REQUIRED_REJECTIONS - {name for name, count in covered.items() if count})
     assert not untried, f"{len(untried)} (rejection | regime) pairs never tried: {untried}"
+
+
+@pytest.mark.no_crosshair("a threaded controller")
+@given(
+    soft=st.integers(1, 5),
+    unit=st.sampled_from((1, 7, 1_000, 4_096)),
+    warmup=st.integers(1, 4),
+    warm=st.booleans(),
+    above_mu=st.sampled_from((-1, 0, 1, 2)),
+    write_bytes=st.sampled_from((1, 1_000)),
+)
+def test_the_fast_path_decides_at_each_threshold_as_the_model(  # noqa: PLR0917 - drawn cases
+    soft: int, unit: int, warmup: int, warm: bool, above_mu: int, write_bytes: int
+) -> None:
+    # spec FC-6, INV-3: the blocking form's lock-free fast path returns 0 up to a precomputed
+    # debt; that limit must be the model's threshold to the milli-unit, in cold start (the
+    # fail-safe, strict) and in steady state (soft, not strict). The debt is put a milli-unit
+    # either side of each threshold, where a limit one off would show.
+    options = FlowOptions(
+        enable_backpressure=True,
+        bp_flush_unit_bytes=unit,
+        bp_soft_debt_units=soft,
+        bp_warmup_min_samples=warmup,
+    )
+    clock = ManualClock()
+    ctl = FlowController(options, clock=clock)
+    config = options.normalised()
+    for _ in range(warmup if warm else warmup - 1):  # AR-4: warm once `warmup` samples are in
+        task = ctl.on_enqueue_est(unit)
+        clock.advance_ns(NANOS_PER_MILLI)
+        ctl.on_io_built(task, unit, NANOS_PER_MILLI)
+        ctl.on_mark_done(task)
+    threshold_units = soft if warm else config.bp_cold_start_fail_safe_units
+    target_mu = max(threshold_units * 1_000 + above_mu, 1)
+    ctl.on_enqueue_est(-(-target_mu * unit // 1_000))  # the least debt at target_mu (AR-2)
+    state = ctl.snapshot()
+    decision = model.before_foreground_write(config, state, write_bytes)
+    event(f"delayed: {decision.delay_us > 0}")
+    assert ctl.before_foreground_write(write_bytes) == decision.delay_us * NANOS_PER_MICRO
