@@ -19,6 +19,7 @@ Hypothesis's plugin loads it after this module has run.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Final
 
 import pytest
@@ -101,25 +102,26 @@ HUNT_TEST: Final = "test_the_campaign_finds_the_planted_bug"
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start the selected planted-bug hunts in the background (see ``tests/planted_hunts.py``)."""
-    import planted_hunts  # noqa: PLC0415 - only when hunts were collected
-    from flowpace.verify import PlantedBug, planted_bug  # noqa: PLC0415 - as above
-
     selected = [
-        bug
+        item.callspec.params["bug"]
         for item in session.items
         if isinstance(item, pytest.Function)
         and item.originalname == HUNT_TEST
         and hasattr(item, "callspec")
-        and isinstance(bug := item.callspec.params.get("bug"), PlantedBug)
     ]
+    if not selected:
+        return  # the campaign shipped in a package has no hunt test, nor planted_hunts.py
+    import planted_hunts  # noqa: PLC0415 - only when hunts were collected
+    from flowpace.verify import planted_bug  # noqa: PLC0415 - as above
+
     # Inside a hunt (a patched copy's own run) hunting again would recurse: the test skips.
-    if selected and planted_bug() is None and not crosshair_active():
+    if planted_bug() is None and not crosshair_active():
         planted_hunts.start(selected, session.config.rootpath)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Cancel the background hunts that have not started."""
+    """Cancel the background hunts that have not started, if any were."""
     del session
-    import planted_hunts  # noqa: PLC0415 - as in pytest_collection_finish
-
-    planted_hunts.stop()
+    hunts = sys.modules.get("planted_hunts")
+    if hunts is not None:
+        hunts.stop()

@@ -25,13 +25,14 @@ _pool: ThreadPoolExecutor | None = None
 _hunts: dict[str, Future[Hunt]] = {}
 
 
-def start(bugs: list[PlantedBug], root: Path) -> None:
+def start(bugs: list[object], root: Path) -> None:
     """Start hunting ``bugs`` in the background (slow hunts first), unless already started."""
     global _pool  # noqa: PLW0603 - one pool per test session, made at collection time
     if _pool is not None or not bugs:
         return
     _pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="planted-bug hunt")
-    for bug in hunt_schedule(bugs):
+    planted = [bug for bug in bugs if isinstance(bug, PlantedBug)]
+    for bug in hunt_schedule(planted):
         _hunts[bug.name] = _pool.submit(hunt, bug, root)
 
 

@@ -287,8 +287,8 @@ PLANTED = {
     # above hard.
     "stop-rule-given-soft": (
         "config.py",
-        "bp_stop_debt_units=normalised_stop(hard, options.bp_stop_debt_units),",
-        "bp_stop_debt_units=normalised_stop(soft, options.bp_stop_debt_units),",
+        "stop = normalised_stop(hard, options.bp_stop_debt_units)",
+        "stop = normalised_stop(soft, options.bp_stop_debt_units)",
         ["flowpace_reference.config.normalise"],
         "normalise",
     ),
@@ -296,8 +296,8 @@ PLANTED = {
     # and the proof of `check_options` still sees the value it lets through.
     "u64-range-one-past": (
         "config.py",
-        '(U64_OPTIONS, U64_MAX, "u64")',
-        '(U64_OPTIONS, U64_MAX + 1, "u64")',
+        '(name, U64_MAX, "u64") for name in U64_OPTIONS',
+        '(name, U64_MAX + 1, "u64") for name in U64_OPTIONS',
         ["flowpace_reference.config.check_options"],
         "check_options",
     ),

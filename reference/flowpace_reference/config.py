@@ -89,7 +89,7 @@ def check_options(options: Options) -> None:
     # crosshair: on specs_complete=True
     # (`normalise` takes this contract. Every error is raised by `reject`, whose contract this
     # proof takes as given: see there.)
-    check_fields(options, FLAG_OPTIONS, SEED_NUMBER_OPTIONS)
+    _check_fields(options, FLAG_OPTIONS, SEED_NUMBER_OPTIONS)
     soft = normalised_soft(options.bp_soft_debt_units)
     if soft == U32_MAX:
         reject(ValueError, "bp_soft_debt_units", f"be below {U32_MAX}", options.bp_soft_debt_units)
@@ -97,10 +97,10 @@ def check_options(options: Options) -> None:
     if normalised_hard(soft, hard) == U32_MAX:
         reject(ValueError, "bp_hard_debt_units", f"normalise below {U32_MAX}", hard, soft)
     # spec EXT-1: the extended law's options, by CFG-3's rules, after the seed's.
-    check_fields(options, ("ext_admission_timeline",), EXT_NUMBER_OPTIONS)
+    _check_fields(options, ("ext_admission_timeline",), EXT_NUMBER_OPTIONS)
 
 
-def check_fields(
+def _check_fields(
     options: Options, flags: tuple[str, ...], numbers: tuple[tuple[str, int, str], ...]
 ) -> None:
     """
