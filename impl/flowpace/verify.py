@@ -1032,14 +1032,16 @@ HEARTBEAT_SECONDS: Final = 30.0
 """How often the progress display lists the checks still running."""
 
 EXPECTED_ORDER: Final = (
+    "planted-bugs",
+    "interleavings",
     "symbolic",
     "sequential",
-    "planted-bugs",
     "linearizability",
-    "interleavings",
     "conformance",
 )
-"""The checks from the longest to the shortest, as they usually run."""
+"""The checks from the longest to the shortest, as they usually run (on a busy 2-core machine:
+planted-bugs about 320 s, interleavings 155 s, symbolic 140 s, sequential 70 s, the others
+under 10 s). The longest starts first, so that it is not the campaign's tail."""
 
 
 def summary(outcomes: Sequence[Outcome], seconds: float) -> str:
