@@ -43,6 +43,7 @@ from flowpace.verify import (
     hunt,
     hunt_order,
     hunt_schedule,
+    hunt_steps,
     is_flowpace_clone,
     load_planted_bugs,
     missing_tools,
@@ -206,6 +207,30 @@ def test_every_planted_bug_names_the_check_that_finds_it() -> None:
     # spec VER-4: each hunt is aimed, so the default run stays short and its time is stable.
     missing = [bug.name for bug in load_planted_bugs(ROOT) if not bug.found_by]
     assert not missing
+
+
+def test_a_hunt_runs_its_found_in_tests_first_then_the_whole_check() -> None:
+    # spec VER-4: aimed at the tests named, never narrower than the check that names them.
+    node = "tests/test_interleavings.py::test_controller_is_linearizable_under_every_drawn_schedule"
+    bug = parse_patch(
+        "aimed",
+        PATCH.replace("Found-by: interleavings", f"Found-by: interleavings\nFound-in: {node}"),
+    )
+    assert bug.found_in == (node,)
+    steps = [(check.name, tests) for check, tests in hunt_steps(bug)]
+    interleavings = next(check for check in HYPOTHESIS_CHECKS if check.name == "interleavings")
+    assert steps[:2] == [("interleavings", (node,)), ("interleavings", interleavings.tests)]
+    assert sorted(name for name, _ in steps[1:]) == sorted(c.name for c in HYPOTHESIS_CHECKS)
+    unaimed = parse_patch("unaimed", PATCH)
+    assert hunt_steps(unaimed)[0][1] == interleavings.tests
+    stray = PATCH.replace(
+        "Found-by: interleavings", "Found-by: interleavings\nFound-in: tests/test_stateful.py"
+    )
+    with pytest.raises(
+        PatchError,
+        match=r"Found-in names tests/test_stateful\.py, not tests of the interleavings check",
+    ):
+        parse_patch("stray", stray)
 
 
 def test_the_slow_hunts_start_first_so_that_none_runs_alone_at_the_end() -> None:

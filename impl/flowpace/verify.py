@@ -363,6 +363,8 @@ class PlantedBug:
     hunks: tuple[Hunk, ...]
     found_by: str = ""
     """The check expected to find it (the patch's ``Found-by:`` line): a hunt runs it first."""
+    found_in: tuple[str, ...] = ()
+    """Tests of that check expected to find it (``Found-in:``): a hunt runs them first (VER-4)."""
 
 
 def parse_patch(name: str, text: str) -> PlantedBug:
@@ -393,12 +395,21 @@ def parse_patch(name: str, text: str) -> PlantedBug:
         raise PatchError(
             f"planted bug {name}: Found-by names {found_by!r}, not one of {', '.join(known)}"
         )
+    found_in = tuple(meta.get("found-in", "").split())
+    files = next((check.tests for check in HYPOTHESIS_CHECKS if check.name == found_by), ())
+    stray = [test for test in found_in if test.split("::")[0] not in files]
+    if stray:
+        raise PatchError(
+            f"planted bug {name}: Found-in names {', '.join(stray)}, not tests of the "
+            f"{found_by or 'unnamed'} check"
+        )
     return PlantedBug(
         name=name,
         title=meta.get("planted bug", name),
         spec=meta.get("spec", ""),
         hunks=tuple(hunks),
         found_by=found_by,
+        found_in=found_in,
     )
 
 
@@ -518,6 +529,21 @@ def hunt_order(bug: PlantedBug, checks: Sequence[Check] = HYPOTHESIS_CHECKS) -> 
     return sorted(checks, key=lambda check: check.name != bug.found_by)
 
 
+def hunt_steps(
+    bug: PlantedBug, checks: Sequence[Check] = HYPOTHESIS_CHECKS
+) -> list[tuple[Check, tuple[str, ...]]]:
+    """
+    Return the pytest runs of a hunt for ``bug``, in order: each check, and the tests it runs.
+
+    Spec VER-4: the ``Found-in`` tests of its ``Found-by`` check first, then that whole check
+    (whose tests include them), then the other checks.
+    """
+    steps = [(check, check.tests) for check in hunt_order(bug, checks)]
+    if bug.found_in and steps and steps[0][0].name == bug.found_by:
+        steps.insert(0, (steps[0][0], bug.found_in))
+    return steps
+
+
 # spec VER-4: hunts are derandomised, whatever the campaign's profile.
 HUNT_PROFILE: Final = "ci"
 """The profile every hunt runs under: derandomized, so a hunt finds its bug on every run."""
@@ -537,7 +563,8 @@ def hunt(
     The copy holds the campaign's tests and the code they test (`code_trees`: a clone's, or the
     installed packages for a shipped campaign).
 
-    The check its patch names as ``Found-by`` runs first. A check *detects* the bug when it
+    The tests its patch names as ``Found-in`` run first, then the check it names as
+    ``Found-by``, then the others (`hunt_steps`, spec VER-4). A check *detects* the bug when it
     fails with a falsifying example; a failure without one (an import error, a broken patch)
     is reported as an error, never as a detection. A check that runs past ``timeout``
     wall-clock seconds (a safety net) leaves the hunt incomplete. The hash seed is fixed, so
@@ -558,10 +585,10 @@ def hunt(
         if where is not None:
             return Hunt(bug, None, time.monotonic() - started, error=where)
         log = ""
-        for check in hunt_order(bug, checks):
+        for check, tests in hunt_steps(bug, checks):
             try:
                 done = subprocess.run(  # noqa: S603  # our own interpreter and test files
-                    [*pytest_command(check.tests, root=copy), "-x"],
+                    [*pytest_command(tests, root=copy), "-x"],
                     cwd=copy,
                     env=env,
                     capture_output=True,
