@@ -41,7 +41,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,26 +126,9 @@ def run_batches(name: str, batches: int) -> None:
         batch()
 
 
-def seconds(run: Callable[[], object]) -> float:
-    """Return how long one call of ``run`` took, in seconds."""
-    began = time.perf_counter()
-    run()
-    return time.perf_counter() - began
-
-
-def best_of_alternating(
-    first: Callable[[], object], second: Callable[[], object], rounds: int
-) -> tuple[float, float]:
-    """Return the best time of each of two runs, timed alternately for ``rounds`` rounds."""
-    best_first = best_second = float("inf")
-    for _ in range(rounds):
-        best_first = min(best_first, seconds(first))
-        best_second = min(best_second, seconds(second))
-    return best_first, best_second
-
-
 def timed_ratios(rounds: int, thread_rounds: int) -> dict[str, float]:
     """Return the three ratios timed in this process, and the per-operation times in ns."""
+    from benchmarks.report import best_of_alternating  # noqa: PLC0415 - report.py's timing
     from benchmarks.test_bench_controller import threaded_run  # noqa: PLC0415 - path set
 
     fast, noop = best_of_alternating(batch_of(FAST.name), batch_of(NOOP.name), rounds)
