@@ -105,21 +105,18 @@ class FanOutObserver:
 
     def counter(self, metric: Metric, delta: int) -> None:
         """Add ``delta`` to the counter ``metric`` of every observer."""
-        error: BaseException | None = None
-        for observer in self._observers:
-            try:
-                observer.counter(metric, delta)
-            except Exception as raised:  # noqa: BLE001 - re-raised below, after the others
-                error = error or raised
-        if error is not None:
-            raise error
+        self._to_each(lambda observer: observer.counter(metric, delta))
 
     def histogram(self, metric: Metric, value: int) -> None:
         """Record ``value`` in the histogram ``metric`` of every observer."""
+        self._to_each(lambda observer: observer.histogram(metric, value))
+
+    def _to_each(self, call: Callable[[Observer], None]) -> None:
+        """Make ``call`` on every observer in order, then raise the first exception (OBS-5)."""
         error: BaseException | None = None
         for observer in self._observers:
             try:
-                observer.histogram(metric, value)
+                call(observer)
             except Exception as raised:  # noqa: BLE001 - re-raised below, after the others
                 error = error or raised
         if error is not None:
