@@ -107,7 +107,8 @@ def io_sample_at(  # noqa: PLR0917  # the twin's signature: one argument per sym
     # from is set field by field, as a snapshot would show it.
     controller._io_bps = io_bps
     controller._samples = samples
-    controller._adaptive_floor = min(config.bp_floor_bps + floor_raise, U64_MAX)
+    # The controller holds the floor as floor * 8 + 7 (AR-7; FlowController.__init__).
+    controller._floor_bound = min(config.bp_floor_bps + floor_raise, U64_MAX) * 8 + 7
     controller.on_io_built(task, nbytes, elapsed_ns)
     after = controller.snapshot()
     return after.io_bps_ewma, after.io_sample_count, after.adaptive_floor_bps

@@ -8,8 +8,15 @@ A non-blocking flush decides from one critical section and commits in a second o
 nothing it read has changed in between (else it decides again): its step is the commit.
 Nothing relies on the GIL: every read-modify-write and every read of more than one field holds
 the lock. The one lock-free read is the foreground fast path's read of ``_fg_quiet``, a single
-attribute holding an immutable `bool` that every critical section changing the debt or the
-sample count rewrites last (see `FlowController.before_foreground_write`).
+attribute holding an immutable `bool` (see `FlowController.before_foreground_write`).
+
+**The quiet flag.** After every critical section, ``_fg_quiet`` is ``debt <= _quiet_debt``: true
+exactly when a write takes no delay (AR-4). A critical section that changes the debt or the
+limit writes the flag at most once, with that final value, so a lock-free read sees the state
+after some complete operation. It is written only when its value changes, which the lifecycle
+decides from the direction of its change: a charge only raises the debt and a settle only
+lowers it, so each compares one way (a store and a comparison whose result is stored cost more
+than a comparison that jumps, most of all on a free-threaded build, where nothing specialises).
 
 **Locks and their order** are those of `flowpace._sync`: ``pacing`` before ``state``. Nothing
 slow happens under ``state``: the clock is read and arguments are checked before it is taken,
@@ -20,6 +27,10 @@ interpreter may hand the GIL to another thread right after a *call* returns, so 
 ``acquire()`` the lock would often be held by a thread that is not running, and every other
 thread would queue behind it (measured: 4 threads at 0.15 of one thread's throughput with
 ``acquire()``, 0.99 with ``with``, on a bare counter).
+
+**Calls.** CPython 3.11 does not specialise ``self._now()``, a method call on a function held
+in an instance attribute (``LOAD_METHOD`` finds no method on the type), while it does specialise
+loading the attribute and calling the function it holds: the lifecycle loads it first.
 
 **Time.** The clock is read before the state lock is taken, so two threads may apply their
 times out of order. Under the lock each operation uses ``max(its reading, the latest time
@@ -103,6 +114,13 @@ _BYPASS_METRICS: Final = {
 """The counter each bypass of flush pacing increments (spec FC-9)."""
 
 _new_object = object.__new__
+
+# The builtins the hot paths call, bound as module globals: a free-threaded CPython 3.13 does not
+# specialise LOAD_GLOBAL, and finds a builtin with two dictionary lookups (the module's, then
+# the builtins'), a module global with one (callgrind: 935 against 622 instructions for
+# ``type(x) is not int``). With the GIL both are specialised and cost the same.
+_type: Final = type
+_int: Final = int
 
 _FLUSHED: Final = Outcome.FLUSHED
 _UNKNOWN: Final = Outcome.UNKNOWN
@@ -317,7 +335,6 @@ class FlowController(ScopeContexts):
 
     __slots__ = (
         "__weakref__",
-        "_adaptive_floor",
         "_async_sleep",
         "_config",
         "_debt",
@@ -330,6 +347,7 @@ class FlowController(ScopeContexts):
         "_ext_known_bps",
         "_ext_next_admit",
         "_fg_quiet",
+        "_floor_bound",
         "_idle_reset_logged_at",
         "_idle_reset_ns",
         "_idle_resets_suppressed",
@@ -413,7 +431,10 @@ class FlowController(ScopeContexts):
         self._io_bps = 0
         self._e2e_bps = 0
         self._samples = 0
-        self._adaptive_floor = self._config.bp_floor_bps
+        # spec AR-7: the adaptive floor, held as the largest sample that leaves it unchanged,
+        # floor * 8 + 7, so that the lifecycle tests a sample with one specialised comparison
+        # (`sample > bound` is `sample // 8 > floor`) instead of a shift that is not specialised.
+        self._floor_bound = self._config.bp_floor_bps * 8 + 7
         self._teardown = 0
         self._starving = 0
         self._idle_since: int | None = now
@@ -531,9 +552,10 @@ class FlowController(ScopeContexts):
         # Compact ints (below 2**30, the common case) pass with comparisons CPython specialises;
         # any other value gets the full check (spec ERR-3, HARD-2), which returns the same int
         # for every valid one.
-        if type(est_bytes) is not int or est_bytes < 0 or est_bytes > 0x3FFF_FFFF:
+        if _type(est_bytes) is not _int or est_bytes < 0 or est_bytes > 0x3FFF_FFFF:
             est_bytes = _u64_argument(est_bytes, "est_bytes")
-        now = self._now()
+        read_clock = self._now  # a load and a call: see "Calls" in the module docstring
+        now = read_clock()
         task = _new_object(FlowTask)
         task._owner = self  # noqa: SLF001 - the controller builds its own tasks
         task._est = est_bytes  # noqa: SLF001
@@ -550,17 +572,24 @@ class FlowController(ScopeContexts):
                 now = task._enqueue_at = self._last_ns  # noqa: SLF001
             else:
                 self._last_ns = now
-            reset = False
-            idle_since = self._idle_since
-            if idle_since is not None:
-                if now - idle_since >= self._idle_reset_ns:
-                    self._forget_history()  # spec FC-12: a long idle spell forgets samples
-                    reset = True
-                self._idle_since = None
             self._debt = debt
             task._done = False  # noqa: SLF001 - charged: it must now be settled
             self._outstanding += 1  # spec HARD-11
-            self._fg_quiet = debt <= self._quiet_debt
+            # The quiet flag is rewritten only when it changes ("The quiet flag", above): a
+            # charge only raises the debt, so the flag can only fall, unless a reset moves the
+            # limit (FC-12), when it is set from scratch.
+            idle_since = self._idle_since
+            if idle_since is not None and now - idle_since >= self._idle_reset_ns:
+                reset = True
+                self._forget_history()  # spec FC-12: a long idle spell forgets samples
+                self._idle_since = None
+                self._fg_quiet = debt <= self._quiet_debt
+            else:
+                reset = False
+                if idle_since is not None:
+                    self._idle_since = None
+                if debt > self._quiet_debt and self._fg_quiet:
+                    self._fg_quiet = False
         if reset:  # spec HARD-7: logged by the enqueue that reset, after the lock
             self._log_idle_reset(now)
         return task
@@ -569,23 +598,22 @@ class FlowController(ScopeContexts):
         self, task: FlowTask, nbytes: int, elapsed_ns: int
     ) -> None:
         """Reconcile the debt with the bytes a task's I/O wrote; sample the disk (spec FC-2)."""
-        if type(task) is not FlowTask:
+        if _type(task) is not FlowTask:
             _raise_not_task(task)
         try:
             owner = task._owner  # noqa: SLF001 - fixed at enqueue: read before the lock
         except AttributeError:
             _raise_forged(task)  # spec HARD-1: made without its controller
         # Compact fast checks, full checks otherwise, as in on_enqueue_est (spec ERR-3, HARD-2).
-        if type(nbytes) is not int or nbytes < 0 or nbytes > 0x3FFF_FFFF:
+        if _type(nbytes) is not _int or nbytes < 0 or nbytes > 0x3FFF_FFFF:
             nbytes = _u64_argument(nbytes, "nbytes")
-        if type(elapsed_ns) is not int or elapsed_ns < 0 or elapsed_ns > 0x3FFF_FFFF:
-            elapsed_ns = _elapsed_argument(elapsed_ns)
         # The sample depends on the arguments only: computed before the lock (spec AR-1, AR-4).
-        io_micros = elapsed_ns // 1_000
+        if _type(elapsed_ns) is not _int or elapsed_ns < 0 or elapsed_ns > 0x3FFF_FFFF:
+            io_micros = _io_micros_argument(elapsed_ns)  # checked, clamped to u64 (AR-1)
+        else:
+            io_micros = elapsed_ns // 1_000  # below 2**30 ns: no clamp can apply
         # Every clamp and overflow test tries the compact bound first: a specialised
         # comparison that settles the common case; the u64 bound's is generic (3 digits).
-        if io_micros > 0x3FFF_FFFF and io_micros > U64_MAX:
-            io_micros = U64_MAX
         if nbytes != 0 and io_micros != 0:
             # spec FC-2: a report with bytes and time is a sample, counted even when its rate
             # truncates to 0 (the average then ignores it, AR-6).
@@ -610,9 +638,10 @@ class FlowController(ScopeContexts):
                     # (old * 80 + sample * 20) // 100, computed as (old * 4 + sample) // 5,
                     # equal for all ints (floor(20a / 100) = floor(a / 5)) and cheaper.
                     self._io_bps = sample if old == 0 else (old * 4 + sample) // 5
-                    if sample >> 3 > self._adaptive_floor:
-                        # spec AR-7: max(floor, sample // 8); the floor is already <= it (INV-9).
-                        self._adaptive_floor = sample >> 3
+                    if sample > self._floor_bound:
+                        # spec AR-7: max(floor, sample // 8), held as its bound (`__init__`),
+                        # which for the new floor is the sample with its low three bits set.
+                        self._floor_bound = sample | 7
                 samples = self._samples
                 if samples < 0x3FFF_FFFF or samples < U64_MAX:
                     self._samples = samples = samples + 1  # spec DIV-4: saturates
@@ -625,19 +654,27 @@ class FlowController(ScopeContexts):
             task._actual = nbytes  # noqa: SLF001
             task._io_micros = io_micros  # noqa: SLF001
             task._outcome = _FLUSHED  # noqa: SLF001
-            self._fg_quiet = debt <= self._quiet_debt
-            if self._ext_blocked and debt < self._ext_below:
-                self._ext_wake()  # spec EXT-7: only while writers are blocked at stop
+            # The quiet flag, rewritten only when it changes ("The quiet flag", above); off
+            # the quiet regime, the extended law's wake-up (spec EXT-7), which that regime
+            # never needs: the law keeps the limit below every debt.
+            if debt <= self._quiet_debt:
+                if not self._fg_quiet:
+                    self._fg_quiet = True
+            elif self._fg_quiet:
+                self._fg_quiet = False
+            elif self._ext_blocked and debt < self._ext_below:
+                self._ext_wake()  # only while writers are blocked at stop
 
     def on_mark_done(self, task: FlowTask) -> None:  # noqa: C901, PLR0912 - inlined, as above
         """Settle a finished task's charge; go idle at zero debt; sample end to end (FC-5)."""
-        if type(task) is not FlowTask:
+        if _type(task) is not FlowTask:
             _raise_not_task(task)
         try:
             owner = task._owner  # noqa: SLF001 - fixed at enqueue: read before the lock
         except AttributeError:
             _raise_forged(task)  # spec HARD-1: made without its controller
-        now = self._now()
+        read_clock = self._now  # a load and a call: see "Calls" in the module docstring
+        now = read_clock()
         with self._state_lock:  # `with`, not acquire(): see the module docstring
             if owner is not self or task._done:  # noqa: SLF001
                 _raise_misuse(self, task, "on_mark_done")
@@ -675,10 +712,14 @@ class FlowController(ScopeContexts):
                         old = self._e2e_bps
                         # spec AR-6: the 80/20 average, as in on_io_built
                         self._e2e_bps = sample if old == 0 else (old * 4 + sample) // 5
-                        if sample >> 3 > self._adaptive_floor:
-                            self._adaptive_floor = sample >> 3  # spec AR-7, as in on_io_built
-            self._fg_quiet = debt <= self._quiet_debt
-            if self._ext_blocked and debt < self._ext_below:
+                        if sample > self._floor_bound:
+                            self._floor_bound = sample | 7  # spec AR-7, as in on_io_built
+            # The quiet flag, as in on_io_built: a settle only lowers the debt, so the flag can
+            # only rise, and a debt above the limit was above it before (the flag is False).
+            if debt <= self._quiet_debt:
+                if not self._fg_quiet:
+                    self._fg_quiet = True
+            elif self._ext_blocked and debt < self._ext_below:
                 self._ext_wake()  # spec EXT-7, as in on_io_built
 
     # --- foreground backpressure --------------------------------------------------------------
@@ -692,15 +733,16 @@ class FlowController(ScopeContexts):
 
         Spec FC-6 to FC-8. The fast path, taken whenever the debt is in a zero-delay regime,
         checks the argument and reads one attribute: ``_fg_quiet``, an immutable `bool` that
-        every critical section changing the debt or the sample count rewrites as its last
-        step, so the read sees the state after some complete operation (linearizable).
+        every critical section changing the debt or the sample count leaves holding its final
+        value, written at most once, so the read sees the state after some complete operation
+        (linearizable; see "The quiet flag" in the module docstring).
         """
         # The range test is the compact one (below 2**30): CPython specialises an int
         # comparison only when both ints fit in one digit, and `nbytes <= U64_MAX` takes the
         # generic path. A larger write takes the slow path, which returns 0 as well when
         # `_fg_quiet` holds: the delay depends on the write's size only through whether it is
         # 0 (spec FC-6, `_rules.foreground_delay_us`).
-        if type(nbytes) is int and nbytes >= 0 and nbytes <= 0x3FFF_FFFF and self._fg_quiet:
+        if _type(nbytes) is _int and nbytes >= 0 and nbytes <= 0x3FFF_FFFF and self._fg_quiet:
             return 0
         if self._ext is not None:
             return self._ext_write(nbytes)  # spec EXT-5 to EXT-7: ns waited
@@ -746,7 +788,7 @@ class FlowController(ScopeContexts):
             return 0
         with self._state_lock:
             debt, samples = self._debt, self._samples
-            io_bps, e2e_bps, adaptive_floor = self._io_bps, self._e2e_bps, self._adaptive_floor
+            io_bps, e2e_bps, adaptive_floor = self._io_bps, self._e2e_bps, self._floor_bound >> 3
         delay_us = _rules.foreground_delay_us(
             self._tuning,
             write_bytes,
@@ -865,7 +907,7 @@ class FlowController(ScopeContexts):
                 debt=self._debt,
                 samples=self._samples,
                 io_bps=self._io_bps,
-                adaptive_floor=self._adaptive_floor,
+                adaptive_floor=self._floor_bound >> 3,
                 next_admit_ns=self._ext_next_admit,
                 known_bps=self._ext_known_bps,
             )
@@ -1253,7 +1295,7 @@ class FlowController(ScopeContexts):
             io_bps = self._io_bps
             e2e_bps = self._e2e_bps
             samples = self._samples
-            adaptive_floor = self._adaptive_floor
+            adaptive_floor = self._floor_bound >> 3
             teardown = self._teardown
             starving = self._starving
             idle_since = self._idle_since
@@ -1305,7 +1347,7 @@ class FlowController(ScopeContexts):
         self._io_bps = 0
         self._e2e_bps = 0
         self._samples = 0
-        self._adaptive_floor = self._tuning.floor_bps
+        self._floor_bound = self._tuning.floor_bps * 8 + 7  # spec AR-7, held as in __init__
         self._quiet_debt = self._tuning.cold_quiet_debt
 
     def _check_task_type(self, task: object) -> None:
@@ -1330,12 +1372,16 @@ def _u64_argument(value: object, name: str) -> int:
     return number
 
 
-def _elapsed_argument(value: object) -> int:
-    """Return ``value`` as a plain int if a Rust ``Duration`` holds it, in ns; else raise."""
+def _io_micros_argument(value: object) -> int:
+    """
+    Return the whole microseconds of ``elapsed_ns``, clamped to u64 (spec AR-1); else raise.
+
+    The argument must be a plain int that a Rust ``Duration`` holds, in nanoseconds.
+    """
     number = exact_int(value, "elapsed_ns")  # spec ERR-3, HARD-2, as _u64_argument
     if not 0 <= number < _ELAPSED_LIMIT_NS:
         raise ValueError(f"elapsed_ns must be in [0, 2**64 * 10**9), got {shown(number)}")
-    return number
+    return min(number // 1_000, U64_MAX)  # Duration::as_micros() as u64 saturates (AR-1)
 
 
 def _raise_not_task(value: object) -> NoReturn:

@@ -273,7 +273,7 @@ def controller_from_state(
         ctl._io_bps = state.io_bps_ewma  # noqa: SLF001
         ctl._e2e_bps = state.e2e_bps_ewma  # noqa: SLF001
         ctl._samples = state.io_sample_count  # noqa: SLF001
-        ctl._adaptive_floor = state.adaptive_floor_bps  # noqa: SLF001
+        ctl._floor_bound = state.adaptive_floor_bps * 8 + 7  # noqa: SLF001 - held so (AR-7)
         ctl._teardown = state.teardown_bypass_scopes  # noqa: SLF001
         ctl._starving = state.arena_starving_scopes  # noqa: SLF001
         ctl._idle_since = state.idle_since  # noqa: SLF001
