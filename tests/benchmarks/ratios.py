@@ -7,7 +7,9 @@ The ratios (workloads of ``test_bench_controller.py``, so ``report.py`` measures
 1. ``before_foreground_write`` when no delay applies, per call, over a no-op method call.
 2. A task's lifecycle (``on_enqueue_est``, ``on_io_built``, ``on_mark_done``) over a
    lock-protected counter doing the same three updates with ``with lock:``.
-3. The aggregate throughput of 4 threads driving one controller over one thread's.
+3. The aggregate throughput of 4 threads driving one controller over one thread's, beside the
+   same ratio for a lock-free loop that shares nothing (``lock_free_run``): what the
+   interpreter's own thread switching leaves on the machine measured, the ratio's ceiling.
 
 Ratios 1 and 2 are counted in instructions executed, by valgrind's callgrind, so that they do
 not depend on what else the machine runs: each workload runs in a process of its own, once with
@@ -129,14 +131,20 @@ def run_batches(name: str, batches: int) -> None:
 def timed_ratios(rounds: int, thread_rounds: int) -> dict[str, float]:
     """Return the three ratios timed in this process, and the per-operation times in ns."""
     from benchmarks.report import best_of_alternating  # noqa: PLC0415 - report.py's timing
-    from benchmarks.test_bench_controller import threaded_run  # noqa: PLC0415 - path set
+    from benchmarks.test_bench_controller import (  # noqa: PLC0415 - path set
+        lock_free_run,
+        threaded_run,
+    )
 
     fast, noop = best_of_alternating(batch_of(FAST.name), batch_of(NOOP.name), rounds)
     life, counter = best_of_alternating(batch_of(LIFECYCLE.name), batch_of(COUNTER.name), rounds)
     one_run, many_run = threaded_run(1), threaded_run(THREADS)
-    one = many = float("inf")
-    for _ in range(thread_rounds):
+    control_one_run, control_many_run = lock_free_run(1), lock_free_run(THREADS)
+    one = many = control_one = control_many = float("inf")
+    for _ in range(thread_rounds):  # alternating, so both see the same machine
         one, many = min(one, one_run()), min(many, many_run())
+        control_one = min(control_one, control_one_run())
+        control_many = min(control_many, control_many_run())
     return {
         "fast_ns": fast / FAST.ops_per_batch * 1e9,
         "noop_ns": noop / NOOP.ops_per_batch * 1e9,
@@ -146,6 +154,8 @@ def timed_ratios(rounds: int, thread_rounds: int) -> dict[str, float]:
         "lifecycle": life / counter,
         # Throughput ratio: THREADS times the work in `many` seconds against the work in `one`.
         "threads": THREADS * one / many,
+        # The same for a lock-free loop: the interpreter's own scaling across threads.
+        "threads_control": THREADS * control_one / control_many,
     }
 
 
@@ -198,7 +208,8 @@ def snapshot_sources(tree: Path, into: Path) -> Path:
         tree / "reference" / "flowpace_reference", into / "flowpace_reference", ignore=ignore
     )
     (into / "benchmarks").mkdir()
-    shutil.copy2(HERE / "test_bench_controller.py", into / "benchmarks")
+    for workload in ("test_bench_controller.py", "report.py"):  # the workloads, the timing
+        shutil.copy2(HERE / workload, into / "benchmarks")
     return Path(shutil.copy2(Path(__file__).resolve(), into / "ratios.py"))
 
 
@@ -381,6 +392,10 @@ def report(m: Measured, tree: Path) -> bool:
         print(
             f"| {THREADS} threads / 1 thread, throughput | - | {ratio:.2f} "
             f"| {bound(at_least=at_least)} | {verdict(ratio, at_least=at_least)} (timed) |"
+        )
+        print(
+            f"| {THREADS} threads / 1 thread, a lock-free loop (the interpreter's own) | - "
+            f"| {m.timed['threads_control']:.2f} | - | control |"
         )
         print()
         print(

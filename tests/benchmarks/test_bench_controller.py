@@ -157,6 +157,39 @@ def threaded_run(threads: int) -> Callable[[], float]:
     return run
 
 
+def lock_free_run(threads: int) -> Callable[[], float]:
+    """
+    Return a run of ``threads`` threads, each computing a moving average alone; it returns s.
+
+    The control of `threaded_run`: no lock and nothing shared, so its throughput ratio across
+    threads is what the interpreter's own thread switching leaves of one thread's, on this
+    machine (under the GIL, every forced switch hands the interpreter to another thread).
+    """
+
+    def body() -> None:
+        average = 0
+        for sample in range(THREAD_OPS * 20):
+            average = (average * 4 + sample) // 5
+
+    def run() -> float:
+        start = threading.Barrier(threads + 1)
+
+        def worker_body() -> None:
+            start.wait()
+            body()
+
+        workers = [threading.Thread(target=worker_body) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        began = time.perf_counter()
+        start.wait()
+        for worker in workers:
+            worker.join()
+        return time.perf_counter() - began
+
+    return run
+
+
 def test_fg_fast_path(benchmark: BenchmarkFixture) -> None:
     # spec FC-6: before_foreground_write with no delay to apply (1 000 calls a round).
     benchmark(foreground_calls(quiet_controller()))
