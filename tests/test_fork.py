@@ -140,3 +140,42 @@ def test_a_child_makes_its_locks_anew_with_the_controllers_factory() -> None:
         sleeper.join(timeout=SAFETY_NET_S)
     assert names == ["pacing", "state"]  # the parent's locks are untouched
     assert ctl.before_flush_nowait(tasks[2]) >= 0
+
+
+EXTENDED = FlowOptions(
+    enable_backpressure=True,
+    bp_flush_unit_bytes=1_000,
+    bp_soft_debt_units=1,
+    bp_hard_debt_units=2,
+    bp_stop_debt_units=4,
+    bp_warmup_min_samples=1,
+    ext_admission_timeline=True,
+    ext_stop_wait_limit_ns=10**12,  # far beyond the safety net: only a settle ends a block
+)
+"""The extended law on, stop at 4 000 bytes."""
+
+
+def test_the_extended_law_blocks_and_wakes_a_writer_in_the_child() -> None:
+    # spec HARD-6, EXT-7: the child's condition for writers blocked at stop is made anew on the
+    # child's state lock, so a settle there wakes a writer blocked there (a condition left on
+    # the parent's lock could not be notified under the child's: RuntimeError).
+    clock = ManualClock(blocking_waits=True)
+    ctl = FlowController(EXTENDED, clock=clock)
+    tasks = [ctl.on_enqueue_est(1_500) for _ in range(3)]  # 4 500 bytes: at stop
+
+    def child() -> bool:
+        waited: list[int] = []
+        writer = threading.Thread(
+            target=lambda: waited.append(ctl.before_foreground_write(100)), daemon=True
+        )
+        writer.start()
+        if not clock.wait_for_waiters(1, timeout_s=SAFETY_NET_S):
+            return False
+        ctl.on_mark_done(tasks[0])  # 3 000 bytes: below stop
+        writer.join(SAFETY_NET_S)
+        return not writer.is_alive() and waited == [0]  # woken before the clock moved
+
+    assert in_child(child) == 0
+    for task in tasks:  # the parent's controller is untouched by the child
+        ctl.on_mark_done(task)
+    assert ctl.snapshot().debt_bytes == 0

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build a free-threaded CPython (3.13t, --disable-gil) from Debian's source package, install
 # flowpace with what its thread tests need, and run on it: the thread tests, the interleaving
-# and linearizability checks, and the ratios benchmark (tests/benchmarks/ratios.py).
+# and linearizability checks, the fork tests, the extended law's thread tests, and the ratios
+# benchmark (tests/benchmarks/ratios.py).
 #
 # Usage (from anywhere): bash tests/freethreaded/build.sh [build|tests|bench|all]   (default all)
 #
@@ -78,7 +79,7 @@ venv() {
 tests() {
     venv
     cd "$REPO"
-    echo "== thread tests, interleavings, linearizability on $("$VENV/bin/python" -VV)"
+    echo "== thread tests, interleavings, linearizability, fork, the extended law's threads on $("$VENV/bin/python" -VV)"
     # In one process with the check that the GIL stayed off throughout: a module that needed
     # it would have turned it on (with a RuntimeWarning, an error under filterwarnings).
     nice -n 10 "$VENV/bin/python" - <<'PY'
@@ -90,6 +91,10 @@ files = [
     "tests/test_controller_threads.py",
     "tests/test_interleavings.py",
     "tests/test_linearizability.py",
+    "tests/test_fork.py",
+    "tests/test_extended_threads.py",
+    "tests/test_extended_linearizability.py",
+    "tests/test_extended_real_clock.py",
 ]
 code = pytest.main(["-q", "-p", "no:cacheprovider", *files])
 gil = sys._is_gil_enabled()
