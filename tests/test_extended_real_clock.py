@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from typing import Final
 
 import pytest
 
-from flowpace import FlowController, FlowOptions
+from flowpace import FlowController
 from flowpace.clock import SYSTEM_CLOCK, Clock, SystemClock
+from test_extended_threads import EXTENDED_AT_STOP
 
 SAFETY_S: Final = 30.0
 """Seconds before a writer that never returns is called hung (a safety net, not a measure)."""
@@ -47,19 +49,8 @@ def blocked_at_stop(
     clock: Clock, limit_ns: int
 ) -> tuple[FlowController, list[int], threading.Thread]:
     """Return a controller at stop under the law, and a writer thread blocked in it."""
-    ctl = FlowController(
-        FlowOptions(
-            enable_backpressure=True,
-            bp_flush_unit_bytes=1_000,
-            bp_soft_debt_units=1,
-            bp_hard_debt_units=2,
-            bp_stop_debt_units=4,
-            bp_warmup_min_samples=1,
-            ext_admission_timeline=True,
-            ext_stop_wait_limit_ns=limit_ns,
-        ),
-        clock=clock,
-    )
+    options = replace(EXTENDED_AT_STOP, ext_stop_wait_limit_ns=limit_ns)
+    ctl = FlowController(options, clock=clock)
     waited: list[int] = []
     writer = threading.Thread(
         target=lambda: waited.append(ctl.before_foreground_write(100)), daemon=True

@@ -47,6 +47,8 @@ OPTIONS: Final = {
     "ext_admission_timeline": True,
     "ext_stop_wait_limit_ns": LIMIT_NS,
 }
+EXTENDED_AT_STOP: Final = FlowOptions(**OPTIONS)  # type: ignore[arg-type]  # the dict's values
+"""The same options for a controller: stop at 4 000 bytes, a writer blocked there for 5 ms."""
 BELOW: Final = extended.stop_below_bytes(
     extended.extended_config(normalise(options_from_mapping(OPTIONS)))
 )
@@ -94,7 +96,7 @@ def test_blocked_writers_wake_when_the_debt_falls_or_the_limit_passes(
     writers: int, operations: list[tuple[str, int]]
 ) -> None:
     clock = ManualClock(blocking_waits=True)
-    ctl = FlowController(FlowOptions(**OPTIONS), clock=clock)  # type: ignore[arg-type]
+    ctl = FlowController(EXTENDED_AT_STOP, clock=clock)
     tasks: list[FlowTask] = [ctl.on_enqueue_est(1_500) for _ in range(3)]  # 4.5 units: stop
     debt = 4_500
     started = clock.monotonic_ns()

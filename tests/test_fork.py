@@ -15,6 +15,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
@@ -22,6 +23,7 @@ from flowpace import FlowController, FlowOptions, FlowTask
 from flowpace._sync import LockLike, thread_lock
 from flowpace.testing import ManualClock
 from flowpace.testing import lock_factory as using_locks
+from test_extended_threads import EXTENDED_AT_STOP
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
 
@@ -142,17 +144,8 @@ def test_a_child_makes_its_locks_anew_with_the_controllers_factory() -> None:
     assert ctl.before_flush_nowait(tasks[2]) >= 0
 
 
-EXTENDED = FlowOptions(
-    enable_backpressure=True,
-    bp_flush_unit_bytes=1_000,
-    bp_soft_debt_units=1,
-    bp_hard_debt_units=2,
-    bp_stop_debt_units=4,
-    bp_warmup_min_samples=1,
-    ext_admission_timeline=True,
-    ext_stop_wait_limit_ns=10**12,  # far beyond the safety net: only a settle ends a block
-)
-"""The extended law on, stop at 4 000 bytes."""
+EXTENDED = replace(EXTENDED_AT_STOP, ext_stop_wait_limit_ns=10**12)
+"""The extended law on, stop at 4 000 bytes; only a settle ends a block (far beyond the net)."""
 
 
 def test_the_extended_law_blocks_and_wakes_a_writer_in_the_child() -> None:

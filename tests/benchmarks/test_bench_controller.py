@@ -132,62 +132,52 @@ def driver(ctl: FlowController, ops: int) -> None:
         ctl.on_mark_done(task)
 
 
+def timed_threads(threads: int, body: Callable[[], None]) -> float:
+    """Run ``body`` in ``threads`` threads released together; return the seconds they took."""
+    start = threading.Barrier(threads + 1)
+
+    def worker_body() -> None:
+        start.wait()
+        body()
+
+    workers = [threading.Thread(target=worker_body) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    began = time.perf_counter()
+    start.wait()
+    for worker in workers:
+        worker.join()
+    return time.perf_counter() - began
+
+
 def threaded_run(threads: int) -> Callable[[], float]:
     """Return a run of ``threads`` threads, each driving one shared controller; it returns s."""
 
     def run() -> float:
         ctl = FlowController(OPTIONS)
-        start = threading.Barrier(threads + 1)
-
-        def body() -> None:
-            start.wait()
-            driver(ctl, THREAD_OPS)
-
-        workers = [threading.Thread(target=body) for _ in range(threads)]
-        for worker in workers:
-            worker.start()
-        began = time.perf_counter()
-        start.wait()
-        for worker in workers:
-            worker.join()
-        elapsed = time.perf_counter() - began
+        elapsed = timed_threads(threads, lambda: driver(ctl, THREAD_OPS))
         assert ctl.snapshot().debt_bytes == 0
         return elapsed
 
     return run
 
 
+def moving_averages() -> None:
+    """Compute a moving average over ``THREAD_OPS * 20`` samples, touching nothing shared."""
+    average = 0
+    for sample in range(THREAD_OPS * 20):
+        average = (average * 4 + sample) // 5
+
+
 def lock_free_run(threads: int) -> Callable[[], float]:
     """
-    Return a run of ``threads`` threads, each computing a moving average alone; it returns s.
+    Return a run of ``threads`` threads, each computing `moving_averages` alone; it returns s.
 
     The control of `threaded_run`: no lock and nothing shared, so its throughput ratio across
     threads is what the interpreter's own thread switching leaves of one thread's, on this
     machine (under the GIL, every forced switch hands the interpreter to another thread).
     """
-
-    def body() -> None:
-        average = 0
-        for sample in range(THREAD_OPS * 20):
-            average = (average * 4 + sample) // 5
-
-    def run() -> float:
-        start = threading.Barrier(threads + 1)
-
-        def worker_body() -> None:
-            start.wait()
-            body()
-
-        workers = [threading.Thread(target=worker_body) for _ in range(threads)]
-        for worker in workers:
-            worker.start()
-        began = time.perf_counter()
-        start.wait()
-        for worker in workers:
-            worker.join()
-        return time.perf_counter() - began
-
-    return run
+    return lambda: timed_threads(threads, moving_averages)
 
 
 def test_fg_fast_path(benchmark: BenchmarkFixture) -> None:
