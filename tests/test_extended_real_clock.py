@@ -83,7 +83,7 @@ def test_a_writer_blocked_on_a_real_clock_is_woken_by_a_settle(clock: Clock) -> 
     writer.join(SAFETY_S)
     assert not writer.is_alive(), "the writer was not woken by the settle"
     assert len(waited) == 1
-    assert 0 < waited[0] <= time.monotonic_ns() - started  # it waited, and then returned
+    assert 0 <= waited[0] <= time.monotonic_ns() - started  # at most the time it was away
     assert waited[0] < limit_ns
     assert ctl.snapshot().debt_bytes == 3_000
 

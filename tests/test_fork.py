@@ -172,3 +172,24 @@ def test_the_extended_law_blocks_and_wakes_a_writer_in_the_child() -> None:
     for task in tasks:  # the parent's controller is untouched by the child
         ctl.on_mark_done(task)
     assert ctl.snapshot().debt_bytes == 0
+
+
+def test_a_fork_that_tore_the_fast_path_flag_from_the_debt_is_mended_in_the_child() -> None:
+    # spec HARD-6, FC-6: a fork can cut an operation between its change of the debt and its
+    # write of the fast path's flag (the idle reset's call, or anywhere without the GIL); the
+    # lifecycle writes the flag only when it changes, so the child decides it anew.
+    ctl = FlowController(
+        FlowOptions(enable_backpressure=True, bp_flush_unit_bytes=1_000), clock=ManualClock()
+    )
+    held = ctl.on_enqueue_est(0)
+    with ctl._state_lock:  # the torn state: the debt raised past the limit, the flag still up
+        ctl._debt = ctl._quiet_debt + 1
+        ctl._outstanding += 1
+    assert ctl.before_foreground_write(100) == 0  # the torn flag lets the parent's write through
+
+    def child() -> bool:
+        delay = ctl.before_foreground_write_nowait(100)  # never takes the fast path
+        ctl.on_mark_done(held)  # a settle, which only ever raises the flag
+        return delay > 0 and ctl.before_foreground_write(100) == delay
+
+    assert in_child(child) == 0

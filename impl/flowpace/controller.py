@@ -1450,7 +1450,8 @@ def _renew_locks_in_child() -> None:
     held forever. The state it guards is as that thread left it: a paced flush asleep has
     decided and never commits, as if interrupted before its commit (spec DIV-7). Under the GIL
     a thread is switched out inside a critical section only at a call (the idle reset), so a
-    torn state is rare but possible; the child's locks are free in every case.
+    torn state is rare but possible; the child's locks are free in every case, and the fast
+    path's flag agrees with the child's debt and limit.
     """
     for controller in list(_LIVE):
         factory = controller._lock_factory  # noqa: SLF001 - the module's own controllers
@@ -1459,6 +1460,10 @@ def _renew_locks_in_child() -> None:
         if controller._ext_cond is not None:  # noqa: SLF001 - spec EXT-7: on the new lock
             lock: Any = controller._state_lock  # noqa: SLF001 - as in _init_extended
             controller._ext_cond = threading.Condition(lock)  # noqa: SLF001
+        # The fast path's flag from the child's state ("The quiet flag"): the lifecycle writes
+        # it only when it changes, so a flag that a fork cut off from its operation's change
+        # of the debt or the limit would otherwise stay wrong after the next operations.
+        controller._fg_quiet = controller._debt <= controller._quiet_debt  # noqa: SLF001
 
 
 if hasattr(os, "register_at_fork"):  # POSIX only; there is no fork elsewhere
