@@ -31,8 +31,11 @@ being tried: the time the implementation was entitled to apply there (spec DIV-6
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
 import itertools
+import sys
 import threading
+import time
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Generic, Protocol, TypeAlias, TypeVar
@@ -874,6 +877,66 @@ SCOPE_METHODS: Final = {
     "leave_starving": "leave_arena_starving",
 }
 """The implementation's method for each scope call of the history."""
+
+
+# --- running scripts on real threads ---------------------------------------------------------
+
+
+def run_scripts_in_threads(
+    recorder: HistoryRecorder, scripts: Sequence[Script], timeout_s: float
+) -> None:
+    """
+    Run each script on a thread of its own, the calls of a round started together (DIV-6).
+
+    The threads meet at a barrier before each round of calls, so that the calls of a round
+    start together and overlap, rather than one thread finishing before the next wakes up; a
+    switch interval of 1 us (the default is 5 ms) makes the interpreter preempt them inside the
+    controller. ``timeout_s`` is a safety net: threads still running then fail the test, with
+    every thread's stack dumped. The first exception a thread raised is raised here.
+    """
+    rounds = max(len(script) for script in scripts)
+    meet = threading.Barrier(len(scripts))
+    failures: list[BaseException] = []
+
+    def worker(number: int) -> None:
+        script = scripts[number]
+        try:
+            for index in range(rounds):
+                meet.wait(timeout_s)
+                if index < len(script):
+                    recorder.call(number, *script[index])
+        except BaseException as error:  # noqa: BLE001  # re-raised on the main thread below
+            meet.abort()
+            failures.append(error)
+
+    threads = [
+        threading.Thread(
+            target=worker, args=(number,), name=f"history thread {number}", daemon=True
+        )
+        for number in range(len(scripts))
+    ]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + timeout_s
+        for thread in threads:
+            thread.join(max(deadline - time.monotonic(), 0))
+    finally:
+        sys.setswitchinterval(interval)
+    hung = [thread.name for thread in threads if thread.is_alive()]
+    if hung:
+        faulthandler.dump_traceback(all_threads=True)
+        raise AssertionError(f"threads did not finish within {timeout_s} s: {hung} (stacks above)")
+    if failures:
+        raise failures[0]
+
+
+def yield_thread(label: str) -> None:
+    """Let another thread run now (a schedule point for real threads)."""
+    del label
+    time.sleep(0)
 
 
 # --- drawing concurrent runs -----------------------------------------------------------------

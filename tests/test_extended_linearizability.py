@@ -13,8 +13,6 @@ the state lock would hand two concurrent writers the same slot: no order explain
 from __future__ import annotations
 
 import dataclasses
-import sys
-import threading
 import time
 from collections.abc import Hashable
 from typing import Final
@@ -41,6 +39,8 @@ from linearizability import (
     concurrent_runs,
     error_result,
     implementation_options,
+    run_scripts_in_threads,
+    yield_thread,
 )
 
 MAIN_THREAD: Final = -1
@@ -148,38 +148,7 @@ def test_extended_law_histories_are_linearizable(run: ConcurrentRun) -> None:
     clock.now_ns, clock.point = run.now_ns, yield_thread
     recorder = ExtendedRecorder(controller, clock, observer, time.perf_counter_ns)
     recorder.run(MAIN_THREAD, run.prelude)
-    rounds = max(len(script) for script in run.scripts)
-    meet = threading.Barrier(len(run.scripts))
-    failures: list[BaseException] = []
-
-    def worker(number: int) -> None:
-        script = run.scripts[number]
-        try:
-            for index in range(rounds):
-                meet.wait(JOIN_TIMEOUT_S)
-                if index < len(script):
-                    recorder.call(number, *script[index])
-        except BaseException as error:  # noqa: BLE001  # re-raised on the main thread below
-            meet.abort()
-            failures.append(error)
-
-    threads = [
-        threading.Thread(target=worker, args=(number,), daemon=True)
-        for number in range(len(run.scripts))
-    ]
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # preempt often: calls overlap inside the controller
-    try:
-        for thread in threads:
-            thread.start()
-        give_up = time.monotonic() + JOIN_TIMEOUT_S
-        for thread in threads:
-            thread.join(max(give_up - time.monotonic(), 0))
-    finally:
-        sys.setswitchinterval(interval)
-    assert not any(thread.is_alive() for thread in threads), "threads did not finish"
-    if failures:
-        raise failures[0]
+    run_scripts_in_threads(recorder, run.scripts, JOIN_TIMEOUT_S)
     recorder.call(MAIN_THREAD, "snapshot", ())
     history = sorted(recorder.history, key=lambda call: call.invoked)
     config = normalise(run.options)
@@ -187,9 +156,3 @@ def test_extended_law_histories_are_linearizable(run: ConcurrentRun) -> None:
     spec = ExtendedSpec(config, start, run.task_count, run.now_ns, latest_ns=run.built_at_ns)
     verdict = check(history, spec)
     assert verdict.linearizable, verdict.explain(history)
-
-
-def yield_thread(label: str) -> None:
-    """Let another thread run now (a schedule point for real threads)."""
-    del label
-    time.sleep(0)

@@ -12,10 +12,7 @@ histories.
 from __future__ import annotations
 
 import dataclasses
-import faulthandler
 import itertools
-import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Hashable
@@ -42,6 +39,8 @@ from linearizability import (
     check_run,
     concurrent_runs,
     implementation_options,
+    run_scripts_in_threads,
+    yield_thread,
 )
 
 # --- small objects whose linearizations are known by hand ------------------------------------
@@ -397,47 +396,7 @@ def test_real_thread_histories_are_linearizable(run: ConcurrentRun) -> None:
     clock.now_ns, clock.point = run.now_ns, yield_thread
     recorder = HistoryRecorder(controller, clock, observer, time.perf_counter_ns)
     recorder.run(MAIN_THREAD, run.prelude)
-    # The threads meet at a barrier before each round of calls, so that the calls of a round
-    # start together and overlap, rather than one thread finishing before the next wakes up.
-    rounds = max(len(script) for script in run.scripts)
-    meet = threading.Barrier(len(run.scripts))
-    failures: list[BaseException] = []
-
-    def worker(number: int) -> None:
-        script = run.scripts[number]
-        try:
-            for index in range(rounds):
-                meet.wait(JOIN_TIMEOUT_S)
-                if index < len(script):
-                    recorder.call(number, *script[index])
-        except BaseException as error:  # noqa: BLE001  # re-raised on the main thread below
-            meet.abort()
-            failures.append(error)
-
-    threads = [
-        threading.Thread(
-            target=worker, args=(number,), name=f"history thread {number}", daemon=True
-        )
-        for number in range(len(run.scripts))
-    ]
-    # A short switch interval makes the interpreter preempt threads far more often than its
-    # default 5 ms, so calls overlap within a few operations.
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        for thread in threads:
-            thread.start()
-        deadline = time.monotonic() + JOIN_TIMEOUT_S
-        for thread in threads:
-            thread.join(max(deadline - time.monotonic(), 0))
-    finally:
-        sys.setswitchinterval(interval)
-    hung = [thread.name for thread in threads if thread.is_alive()]
-    if hung:
-        faulthandler.dump_traceback(all_threads=True)
-        pytest.fail(f"threads did not finish within {JOIN_TIMEOUT_S} s: {hung} (stacks above)")
-    if failures:
-        raise failures[0]
+    run_scripts_in_threads(recorder, run.scripts, JOIN_TIMEOUT_S)
     recorder.call(MAIN_THREAD, "snapshot", ())
     history = recorder.history
     LINEARIZABILITY_STATS["examples"] += 1
@@ -450,12 +409,6 @@ def test_real_thread_histories_are_linearizable(run: ConcurrentRun) -> None:
     LINEARIZABILITY_STATS["overlapping calls"] += overlapping
     event(f"overlapping calls: {min(overlapping // 5 * 5, 20)}+")
     check_run(run, history, controller.snapshot())
-
-
-def yield_thread(label: str) -> None:
-    """Let another thread run now (a schedule point for real threads)."""
-    del label
-    time.sleep(0)
 
 
 def teardown_module() -> None:
