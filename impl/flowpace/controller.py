@@ -54,9 +54,10 @@ import threading
 import warnings
 import weakref
 from collections import deque
+from collections.abc import Generator
 from dataclasses import replace
 from types import TracebackType
-from typing import Any, Final, NamedTuple, NoReturn
+from typing import Any, Final, NamedTuple, NoReturn, TypeAlias
 
 from flowpace import _ext_rules, _rules
 from flowpace._rules import exact_int, shown
@@ -135,6 +136,18 @@ _IDLE_RESET_LOG_INTERVAL_NS: Final = 60 * 10**9
 
 _LIVE: Final[weakref.WeakSet[FlowController]] = weakref.WeakSet()
 """Every controller alive in this process: a forked child makes their locks anew (HARD-6)."""
+
+
+_ExtWait: TypeAlias = ForegroundAdmit | ForegroundBlock
+"""A wait the extended law's loop asks a form to carry out (`FlowController._ext_steps`)."""
+
+
+def _sent(steps: Generator[_ExtWait, bool | None, None], value: bool | None) -> _ExtWait | None:
+    """Return the next wait of ``steps`` after sending it ``value``; None once it is done."""
+    try:
+        return steps.send(value)
+    except StopIteration:
+        return None
 
 
 class _FlushView(NamedTuple):
@@ -923,27 +936,47 @@ class FlowController(ScopeContexts):
         assert type(decision) is ForegroundBlock  # noqa: S101 - the only other decision
         return max(decision.deadline_ns - self._last_ns, 0)
 
-    def _ext_write(self, nbytes: int) -> int:
-        """Wait as the extended law decides, blocking at stop; return ns waited (EXT-5..7)."""
-        write_bytes = _u64_argument(nbytes, "nbytes")
-        started = self._now()
+    def _ext_steps(self, write_bytes: int) -> Generator[_ExtWait, bool | None, None]:
+        """
+        Decide a write under the extended law, yielding each wait for a form to carry out.
+
+        Spec EXT-5 to EXT-7, EXT-9: one definition of the law's loop for the blocking and the
+        async forms, which differ only in how they wait. An admit with a wait is yielded for the
+        form to sleep it (sent back: None); a block, for the form to wait on (sent back:
+        whether the debt fell below its threshold before its deadline). A form cancelled in
+        its wait leaves the generator there: what the wait had taken stays taken (EXT-7).
+        """
         decision = self._ext_decide(write_bytes)
         while True:
             if type(decision) is ForegroundAdmit:
                 if decision.wait_ns == 0:
-                    break
-                self._sleep(decision.wait_ns)
+                    return
+                yield decision
                 self._emit_foreground_delay(decision.wait_ns // _NANOS_PER_MICRO)  # EXT-9
                 decision = self.recheck_foreground_write()  # EXT-6
                 if type(decision) is ForegroundAdmit:
-                    break
+                    return
             assert type(decision) is ForegroundBlock  # noqa: S101 - the only other decision
             blocked_at = self._last_ns
-            woken = self._ext_block(decision)
+            woken = yield decision
             self._emit_block(blocked_at)
             if not woken:
-                break  # EXT-7: timed out, the write proceeds
+                return  # EXT-7: timed out, the write proceeds
             decision = self._ext_decide(write_bytes)  # EXT-7: ask again, take a slot
+
+    def _ext_write(self, nbytes: int) -> int:
+        """Wait as the extended law decides, blocking at stop; return ns waited (EXT-5..7)."""
+        write_bytes = _u64_argument(nbytes, "nbytes")
+        started = self._now()
+        steps = self._ext_steps(write_bytes)
+        wait = next(steps, None)
+        while wait is not None:
+            if type(wait) is ForegroundAdmit:
+                self._sleep(wait.wait_ns)
+                wait = _sent(steps, None)
+            else:
+                assert type(wait) is ForegroundBlock  # noqa: S101 - the only other wait
+                wait = _sent(steps, self._ext_block(wait))
         return max(self._now() - started, 0)
 
     def _ext_block(self, block: ForegroundBlock) -> bool:
@@ -995,24 +1028,16 @@ class FlowController(ScopeContexts):
         """Await as the extended law decides, blocking at stop; return ns waited (EXT-7)."""
         write_bytes = _u64_argument(nbytes, "nbytes")
         started = self._now()
-        decision = self._ext_decide(write_bytes)
-        while True:
-            if type(decision) is ForegroundAdmit:
-                if decision.wait_ns == 0:
-                    break
+        steps = self._ext_steps(write_bytes)
+        wait = next(steps, None)
+        while wait is not None:
+            if type(wait) is ForegroundAdmit:
                 # Cancelled here, the slot stays taken (spec EXT-7): writers behind it queued.
-                await self._async_sleep(decision.wait_ns)
-                self._emit_foreground_delay(decision.wait_ns // _NANOS_PER_MICRO)  # EXT-9
-                decision = self.recheck_foreground_write()  # EXT-6
-                if type(decision) is ForegroundAdmit:
-                    break
-            assert type(decision) is ForegroundBlock  # noqa: S101 - the only other decision
-            blocked_at = self._last_ns
-            woken = await self._ext_block_async(decision)
-            self._emit_block(blocked_at)
-            if not woken:
-                break
-            decision = self._ext_decide(write_bytes)
+                await self._async_sleep(wait.wait_ns)
+                wait = _sent(steps, None)
+            else:
+                assert type(wait) is ForegroundBlock  # noqa: S101 - the only other wait
+                wait = _sent(steps, await self._ext_block_async(wait))
         return max(self._now() - started, 0)
 
     async def _ext_block_async(self, block: ForegroundBlock) -> bool:
